@@ -1,0 +1,163 @@
+"""What an agent is: its fields, their validation, and its public JSON shape."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from agents.prompt import check_template
+from errors import InvalidInput
+
+PROVIDERS = ("openai", "anthropic", "echo")
+AGENT_STATUSES = ("active", "paused")
+LLM_FIELDS = ("provider", "model", "base_url", "api_key_env")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+MAX_NAME_CHARS = 200
+MAX_TEXT_CHARS = 100_000
+MAX_ATTEMPTS = 20
+MAX_TIMEOUT_S = 3600.0
+
+
+def iso_time(epoch_s: float | None) -> str | None:
+    """The API's time format (agents and tasks): ISO 8601 in UTC, to the millisecond."""
+    if epoch_s is None:
+        return None
+    moment = datetime.fromtimestamp(epoch_s, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Agent:
+    id: str
+    name: str
+    description: str
+    prompt: str
+    input_template: str | None
+    llm: dict[str, str]  # only the keys the agent sets; the rest come from HOOKD_LLM_*
+    max_attempts: int
+    timeout_s: float
+    max_concurrency: int | None
+    status: str
+    created_at: float
+    updated_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "prompt": self.prompt,
+            "input_template": self.input_template,
+            "llm": {key: self.llm.get(key) for key in LLM_FIELDS},
+            "max_attempts": self.max_attempts,
+            "timeout_s": self.timeout_s,
+            "max_concurrency": self.max_concurrency,
+            "status": self.status,
+            "created_at": iso_time(self.created_at),
+            "updated_at": iso_time(self.updated_at),
+        }
+
+
+def _text(name: str, value: Any, *, max_chars: int, required: bool = False) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"'{name}' must be a string.")
+    if required and not value.strip():
+        raise InvalidInput(f"'{name}' must not be empty.")
+    if len(value) > max_chars:
+        raise InvalidInput(f"'{name}' is too long: at most {max_chars} characters.")
+    return value
+
+
+def _int(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"'{name}' must be a whole number from {low} to {high}.")
+    if not low <= value <= high:
+        raise InvalidInput(f"'{name}' must be from {low} to {high}, not {value}.")
+    return value
+
+
+def _llm(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput('\'llm\' must be an object like {"provider": "openai", "model": …}.')
+    if "api_key" in value:
+        raise InvalidInput(
+            "hookd never stores API keys: put the key in an environment variable of the"
+            " hookd process and name that variable in 'llm.api_key_env'."
+        )
+    unknown = sorted(set(value) - set(LLM_FIELDS))
+    if unknown:
+        raise InvalidInput(f"Unknown field 'llm.{unknown[0]}'; 'llm' takes {', '.join(LLM_FIELDS)}.")
+    llm: dict[str, str] = {}
+    for key, item in value.items():
+        if item is None or item == "":
+            continue  # unset: use the server default
+        if not isinstance(item, str):
+            raise InvalidInput(f"'llm.{key}' must be a string.")
+        llm[key] = item
+    if "provider" in llm and llm["provider"] not in PROVIDERS:
+        raise InvalidInput(f"'llm.provider' must be one of {', '.join(PROVIDERS)}.")
+    if "base_url" in llm:
+        parts = urlsplit(llm["base_url"])
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise InvalidInput(
+                "'llm.base_url' must be an http:// or https:// API root, e.g."
+                " http://127.0.0.1:11434/v1 or https://api.anthropic.com."
+            )
+        llm["base_url"] = llm["base_url"].rstrip("/")
+    if "api_key_env" in llm and not _ENV_NAME.fullmatch(llm["api_key_env"]):
+        raise InvalidInput(
+            "'llm.api_key_env' must be the name of an environment variable, like OPENAI_API_KEY."
+        )
+    return llm
+
+
+def validate_agent_fields(data: Any, *, creating: bool) -> dict[str, Any]:
+    """Check an agent object from the API or the CLI; return the fields to store.
+
+    Unknown fields are refused rather than ignored, so a typo cannot go unnoticed.
+    """
+    if not isinstance(data, dict):
+        raise InvalidInput("The body must be a JSON object describing the agent.")
+    known = {
+        "name", "description", "prompt", "input_template", "llm",
+        "max_attempts", "timeout_s", "max_concurrency", "status",
+    }  # fmt: skip
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InvalidInput(f"Unknown field '{unknown[0]}'; agents have {', '.join(sorted(known))}.")
+    if creating and "name" not in data:
+        raise InvalidInput("'name' is required.")
+    fields: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "name":
+            fields[key] = _text(key, value, max_chars=MAX_NAME_CHARS, required=True).strip()
+        elif key in ("description", "prompt"):
+            fields[key] = _text(key, "" if value is None else value, max_chars=MAX_TEXT_CHARS)
+        elif key == "input_template":
+            fields[key] = None if value in (None, "") else _text(key, value, max_chars=MAX_TEXT_CHARS)
+            if fields[key] is not None:
+                check_template(fields[key])
+        elif key == "llm":
+            fields[key] = _llm(value)
+        elif key == "max_attempts":
+            fields[key] = _int(key, value, 1, MAX_ATTEMPTS)
+        elif key == "timeout_s":
+            if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+                raise InvalidInput("'timeout_s' must be a number of seconds.")
+            if not 0 < value <= MAX_TIMEOUT_S:
+                raise InvalidInput(f"'timeout_s' must be more than 0 and at most {MAX_TIMEOUT_S:g}.")
+            fields[key] = float(value)
+        elif key == "max_concurrency":
+            fields[key] = None if value is None else _int(key, value, 1, 10_000)
+        elif key == "status":
+            if value not in AGENT_STATUSES:
+                raise InvalidInput("'status' must be 'active' or 'paused'.")
+            fields[key] = value
+    return fields

@@ -1,0 +1,16 @@
+"""Everything the handlers find on the application, as typed keys, each named like its value."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+from settings import Settings
+from tasks.pool import WorkerPool
+from tasks.store import Store
+
+settings_key = web.AppKey("settings", Settings)
+store_key = web.AppKey("store", Store)
+admin_key_key = web.AppKey("admin_key", str)
+http_session_key = web.AppKey("http_session", aiohttp.ClientSession)
+pool_key = web.AppKey("pool", WorkerPool)

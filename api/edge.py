@@ -1,0 +1,203 @@
+"""The HTTP edge: the one error body, admin auth, request bodies, and a token-free access log.
+
+Domain errors (errors.py) and aiohttp's own HTTP errors become
+`{"success": false, "message": "…"}` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from api.app_keys import admin_key_key, settings_key
+from errors import HookdError, InvalidInput, PayloadTooLarge, Unauthorized
+
+log = logging.getLogger("hookd.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# The webhook token is a credential: whatever follows this prefix never reaches a log.
+_TOKEN_IN_PATH = re.compile(r"(/api/webhooks/agents/)[^?#]*", re.IGNORECASE)
+
+
+def redact(path: str) -> str:
+    return _TOKEN_IN_PATH.sub(r"\1<token>", path)
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"success": False, "message": message}, status=status, headers=headers)
+
+
+def _http_error_message(request: web.Request, exc: web.HTTPException) -> str:
+    if isinstance(exc, web.HTTPNotFound):
+        return "No such endpoint. The API is described in hookd's README."
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return f"{request.method} is not allowed here; use {allowed}."
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        limit = request.app[settings_key].max_body_bytes
+        return f"The body is larger than this server's limit of {limit} bytes (HOOKD_MAX_BODY_BYTES)."
+    return exc.reason
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except HookdError as exc:
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        return error_response(exc.status, str(exc), headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return error_response(exc.status, _http_error_message(request, exc), headers)
+    except Exception:
+        log.exception("unexpected error handling %s %s", request.method, redact(request.path))
+        return error_response(500, "hookd hit an unexpected error; the details are in its log.")
+
+
+def require_admin(handler: Handler) -> Handler:
+    """Guard an admin handler with `Authorization: Bearer <admin key>`, compared in constant time."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        expected = request.app[admin_key_key]
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode("utf-8", "surrogateescape"), expected.encode()
+        ):
+            raise Unauthorized(
+                "The admin API needs 'Authorization: Bearer <admin key>': the key is HOOKD_ADMIN_KEY,"
+                " or the .admin-key file beside the database when that is unset."
+            )
+        return await handler(request)
+
+    return guarded
+
+
+# -- request bodies --------------------------------------------------------------------
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise InvalidInput(f"The JSON object has the key '{duplicate[:100]}' twice; send each key once.")
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidInput(f"The JSON contains {name}, which is not valid JSON; send a number or a string.")
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A JSON object from a body, or InvalidInput saying exactly what is wrong with it."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"The body is not valid UTF-8 (bad byte at offset {exc.start}).") from None
+    text = text.removeprefix("\ufeff")
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
+        ) from None
+    except RecursionError:
+        raise InvalidInput("The JSON is nested too deeply.") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise InvalidInput(f"The JSON has a value hookd cannot read: {exc}.") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"The body must be a JSON object ({{…}}), not {type(value).__name__}.")
+    return value
+
+
+def dump_payload(payload: dict[str, Any]) -> str:
+    """Payload as stored: compact UTF-8 JSON. Refuses text SQLite cannot store as UTF-8."""
+    try:
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            "The body contains an unpaired UTF-16 surrogate (e.g. \\ud800); send valid Unicode."
+        ) from None
+    except RecursionError:
+        raise InvalidInput("The JSON is nested too deeply.") from None
+    return text
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, refusing one over HOOKD_MAX_BODY_BYTES before reading it when possible."""
+    limit = request.app[settings_key].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(
+            f"The body is {request.content_length} bytes; this server takes at most {limit}"
+            " (HOOKD_MAX_BODY_BYTES)."
+        )
+    return await request.read()  # the app's client_max_size stops a longer chunked body
+
+
+def _form_fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Form fields as strings; a field sent several times becomes a list of strings."""
+    fields: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in fields:
+            previous = fields[key]
+            fields[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            fields[key] = value
+    return fields
+
+
+async def read_webhook_payload(request: web.Request) -> dict[str, Any]:
+    """A webhook's payload: query parameters for GET; a JSON object or form fields for POST."""
+    if request.method == "GET":
+        return _form_fields(list(request.query.items()))
+    if request.content_type == "multipart/form-data":
+        form = await request.post()
+        if any(not isinstance(v, str) for v in form.values()):
+            raise InvalidInput("File uploads are not supported; send text fields or a JSON body.")
+        return _form_fields([(k, str(v)) for k, v in form.items()])
+    raw = await read_body(request)
+    if not raw.strip():
+        return {}
+    # `curl -d '{"question": …}'` sends JSON labelled as a form: read it as the JSON it is.
+    if request.content_type == "application/x-www-form-urlencoded" and not raw.lstrip().startswith(b"{"):
+        try:
+            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
+        except (UnicodeDecodeError, ValueError):
+            raise InvalidInput("The form body is not valid UTF-8 URL-encoded text.") from None
+        return _form_fields(pairs)
+    return parse_json_object(raw)
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """An admin request's JSON object body (an empty body is {})."""
+    raw = await read_body(request)
+    return parse_json_object(raw) if raw.strip() else {}
+
+
+class AccessLogger(AbstractAccessLogger):
+    """aiohttp's access log without credentials: the webhook token segment is replaced."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s HTTP/%d.%d" %d %d %.1fms',
+            request.remote,
+            request.method,
+            redact(request.raw_path),
+            request.version.major,
+            request.version.minor,
+            response.status,
+            response.body_length,
+            time * 1000,
+        )

@@ -1,0 +1,60 @@
+"""The public API, DocsGPT-compatible: trigger an agent by its webhook, read a task's status.
+
+The webhook token and the task id are the credentials here; there is no other auth.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from agents.tokens import WEBHOOK_PATH, looks_like_token, token_sha256
+from api.app_keys import pool_key, store_key
+from api.edge import dump_payload, read_webhook_payload
+from errors import Conflict, InvalidInput, NotFound
+from tasks.ids import is_uuid
+
+routes = web.RouteTableDef()
+
+
+@routes.route("POST", WEBHOOK_PATH + "{token}")
+@routes.route("GET", WEBHOOK_PATH + "{token}")
+async def trigger_webhook(request: web.Request) -> web.Response:
+    """Queue a run of the token's agent; answer only once the task is committed."""
+    token = request.match_info["token"]
+    store = request.app[store_key]
+    agent = await store.agent_for_token(token_sha256(token)) if looks_like_token(token) else None
+    if agent is None:
+        raise NotFound(
+            "No agent has this webhook token. It may have been rotated: ask the agent's owner"
+            " for its current webhook URL."
+        )
+    if agent.status != "active":
+        raise Conflict(f"Agent '{agent.name}' is paused and takes no webhooks until it is resumed.")
+    payload_json = dump_payload(await read_webhook_payload(request))
+    task_id = await store.create_task(agent, payload_json)
+    request.app[pool_key].notify()
+    return web.json_response({"success": True, "task_id": task_id})
+
+
+@routes.get("/api/task_status")
+async def task_status(request: web.Request) -> web.Response:
+    task_id = request.query.get("task_id", "").strip()
+    if not task_id:
+        raise InvalidInput("Add the task id: /api/task_status?task_id=<the id the webhook returned>.")
+    task = await request.app[store_key].get_task(task_id.lower()) if is_uuid(task_id) else None
+    if task is None:
+        raise NotFound("No task has this id. Check it against the task_id the webhook returned.")
+    return web.json_response(task.status_json())
+
+
+@routes.get("/api/health")
+async def health(request: web.Request) -> web.Response:
+    store, pool = request.app[store_key], request.app[pool_key]
+    return web.json_response(
+        {
+            "status": "ok",
+            "queue_depth": await store.queue_depth(),
+            "running": pool.busy,
+            "workers": pool.workers,
+        }
+    )

@@ -1,0 +1,243 @@
+"""The `hookd` command: `serve`, and the admin API's operations on the database file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from agents.agent import Agent, validate_agent_fields
+from agents.tokens import new_token, webhook_url
+from errors import HookdError, NotFound
+from settings import Settings, SettingsError, add_setting_flags, load_settings, markdown_table
+from tasks.ids import is_uuid
+from tasks.sqlite_store import SQLiteStore
+from tasks.store import STATUSES, Store
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def _public_base(settings: Settings) -> str:
+    return settings.public_url or f"http://{settings.host}:{settings.port}"
+
+
+async def _find_agent(store: Store, ref: str) -> Agent:
+    """An agent by id or by name."""
+    if is_uuid(ref):
+        try:
+            return await store.get_agent(ref.lower())
+        except NotFound:
+            pass
+    return await store.get_agent_by_name(ref)
+
+
+def _agent_fields(args: argparse.Namespace) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for name in (
+        "name",
+        "description",
+        "prompt",
+        "input_template",
+        "max_attempts",
+        "timeout_s",
+        "max_concurrency",
+        "status",
+    ):
+        value = getattr(args, name, None)
+        if value is not None:
+            data[name] = value
+    llm = {
+        k: getattr(args, k)
+        for k in ("provider", "model", "base_url", "api_key_env")
+        if getattr(args, k, None) is not None
+    }
+    if llm:
+        data["llm"] = llm
+    return data
+
+
+def _show_webhook(settings: Settings, agent: Agent, token: str, verb: str) -> None:
+    print(f"{verb} agent '{agent.name}' ({agent.id}).")
+    print("Its webhook URL, shown this once (it is the agent's secret; keep it like a password):")
+    print(f"  {webhook_url(_public_base(settings), token)}")
+
+
+async def agents_create(store: Store, settings: Settings, args: argparse.Namespace) -> None:
+    fields = validate_agent_fields(_agent_fields(args), creating=True)
+    token, token_hash = new_token()
+    agent = await store.create_agent(fields, token_hash)
+    _show_webhook(settings, agent, token, "Created")
+
+
+async def agents_list(store: Store, settings: Settings, args: argparse.Namespace) -> None:
+    agents = await store.list_agents()
+    if args.json:
+        _print_json([a.to_json() for a in agents])
+        return
+    if not agents:
+        print("No agents yet. Create one: hookd agents create --name NAME --prompt PROMPT")
+        return
+    print(f"{'ID':36}  {'STATUS':6}  {'PROVIDER':9}  NAME")
+    for a in agents:
+        print(f"{a.id:36}  {a.status:6}  {a.llm.get('provider', '(default)'):9}  {a.name}")
+
+
+async def agents_show(store: Store, settings: Settings, args: argparse.Namespace) -> None:
+    _print_json((await _find_agent(store, args.agent)).to_json())
+
+
+async def agents_update(store: Store, settings: Settings, args: argparse.Namespace) -> None:
+    agent = await _find_agent(store, args.agent)
+    fields = validate_agent_fields(_agent_fields(args), creating=False)
+    if "llm" in fields:  # flags change single llm keys; keep the others
+        fields["llm"] = agent.llm | fields["llm"]
+    _print_json((await store.update_agent(agent.id, fields)).to_json())
+
+
+async def agents_delete(store: Store, settings: Settings, args: argparse.Namespace) -> None:
+    agent = await _find_agent(store, args.agent)
+    cancelled = await store.delete_agent(agent.id)
+    print(f"Deleted agent '{agent.name}' ({agent.id}); {len(cancelled)} unfinished tasks cancelled.")
+
+
+async def agents_rotate_token(store: Store, settings: Settings, args: argparse.Namespace) -> None:
+    agent = await _find_agent(store, args.agent)
+    token, token_hash = new_token()
+    agent = await store.set_agent_token(agent.id, token_hash)
+    _show_webhook(settings, agent, token, "New token for")
+    print("The old webhook URL no longer works.")
+
+
+async def tasks_list(store: Store, settings: Settings, args: argparse.Namespace) -> None:
+    agent_id = (await _find_agent(store, args.agent)).id if args.agent else None
+    statuses = [s.strip().upper() for s in args.status.split(",")] if args.status else []
+    unknown = [s for s in statuses if s not in STATUSES]
+    if unknown:
+        raise HookdError(f"Unknown status {unknown[0]}; use {', '.join(STATUSES)}.")
+    tasks = await store.list_tasks(agent_id=agent_id, statuses=statuses, limit=args.limit)
+    if args.json:
+        _print_json([t.admin_json(with_payload=False) for t in tasks])
+        return
+    print(f"{'ID':36}  {'STATUS':7}  {'TRIES':5}  CREATED")
+    for t in tasks:
+        created = t.status_json()["created_at"]
+        print(f"{t.id:36}  {t.status:7}  {t.attempts}/{t.max_attempts:<3}  {created}")
+
+
+async def tasks_show(store: Store, settings: Settings, args: argparse.Namespace) -> None:
+    task = await store.get_task(args.task_id.lower()) if is_uuid(args.task_id) else None
+    if task is None:
+        raise NotFound("No task has this id.")
+    _print_json(task.admin_json(with_payload=True))
+
+
+async def tasks_cancel(store: Store, settings: Settings, args: argparse.Namespace) -> None:
+    if not is_uuid(args.task_id):
+        raise NotFound("No task has this id.")
+    task = await store.cancel(args.task_id.lower())
+    print(
+        f"Task {task.id} cancelled. (A run already in progress in a running hookd finishes, "
+        "but its result is discarded.)"
+    )
+
+
+Command = Callable[[Store, Settings, argparse.Namespace], Awaitable[None]]
+
+
+def _add_agent_flags(parser: argparse.ArgumentParser, *, creating: bool) -> None:
+    parser.add_argument("--name", required=creating, help="unique name")
+    parser.add_argument("--description")
+    parser.add_argument("--prompt", help="the system prompt")
+    parser.add_argument("--input-template", help="e.g. 'Summarise: {{payload.text}}'")
+    parser.add_argument("--provider", choices=("openai", "anthropic", "echo"))
+    parser.add_argument("--model")
+    parser.add_argument("--base-url", help="API root, e.g. http://127.0.0.1:11434/v1")
+    parser.add_argument("--api-key-env", help="environment variable holding the API key")
+    parser.add_argument("--max-attempts", type=int)
+    parser.add_argument("--timeout-s", type=float)
+    parser.add_argument("--max-concurrency", type=int)
+    if creating:
+        parser.add_argument("--paused", dest="status", action="store_const", const="paused")
+    else:
+        parser.add_argument("--status", choices=("active", "paused"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hookd", description="Trigger LLM agents from webhooks.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the server")
+    add_setting_flags(serve)
+
+    commands.add_parser("settings", help="print the configuration table (Markdown)")
+
+    def db_command(
+        group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, run: Command, help: str
+    ) -> argparse.ArgumentParser:
+        sub = group.add_parser(name, help=help)
+        sub.add_argument("--db", help="database file [env HOOKD_DB, default ./hookd.db]")
+        sub.set_defaults(run=run)
+        return sub
+
+    agents = commands.add_parser("agents", help="manage agents").add_subparsers(dest="action", required=True)
+    _add_agent_flags(
+        db_command(agents, "create", agents_create, "create an agent; prints its webhook URL"), creating=True
+    )
+    db_command(agents, "list", agents_list, "list agents").add_argument("--json", action="store_true")
+    db_command(agents, "show", agents_show, "show an agent").add_argument("agent", help="id or name")
+    update = db_command(agents, "update", agents_update, "change an agent")
+    update.add_argument("agent", help="id or name")
+    _add_agent_flags(update, creating=False)
+    db_command(agents, "delete", agents_delete, "delete an agent").add_argument("agent", help="id or name")
+    db_command(
+        agents, "rotate-token", agents_rotate_token, "issue a new webhook URL; the old one stops working"
+    ).add_argument("agent", help="id or name")
+
+    tasks = commands.add_parser("tasks", help="inspect and cancel tasks").add_subparsers(
+        dest="action", required=True
+    )
+    listing = db_command(tasks, "list", tasks_list, "list tasks, newest first")
+    listing.add_argument("--agent", help="id or name")
+    listing.add_argument("--status", help="e.g. PENDING,RETRY")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+    db_command(tasks, "show", tasks_show, "show a task with its payload and result").add_argument("task_id")
+    db_command(tasks, "cancel", tasks_cancel, "cancel an unfinished task").add_argument("task_id")
+    return parser
+
+
+async def _run_on_store(run: Command, settings: Settings, args: argparse.Namespace) -> None:
+    store = SQLiteStore(settings.db, sync=settings.sync)
+    await store.open()
+    try:
+        await run(store, settings, args)
+    finally:
+        await store.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args=args)
+    except SettingsError as exc:
+        sys.exit(f"hookd: {exc}")
+    if args.command == "serve":
+        from server import serve
+
+        serve(settings)
+    elif args.command == "settings":
+        print(markdown_table())
+    else:
+        try:
+            asyncio.run(_run_on_store(args.run, settings, args))
+        except HookdError as exc:
+            sys.exit(f"hookd: {exc}")
+
+
+if __name__ == "__main__":
+    main()

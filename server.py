@@ -1,0 +1,149 @@
+"""hookd's server: the app factory, its resources, and `serve`.
+
+`create_app` does no I/O. The resources open in cleanup contexts, in order: the database,
+the HTTP client, the worker pool. They close in reverse, so workers stop (and write their
+final states) before the HTTP client and then the database close.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from agents.run import LLMDefaults, run_agent
+from api import add_routes
+from api.app_keys import admin_key_key, http_session_key, pool_key, settings_key, store_key
+from api.edge import AccessLogger, error_middleware
+from settings import Settings
+from tasks.pool import WorkerPool
+from tasks.sqlite_store import SQLiteStore
+
+log = logging.getLogger("hookd")
+
+CONNECT_TIMEOUT_S = 30.0
+
+
+def admin_key_path(settings: Settings) -> Path:
+    return Path(settings.db).expanduser().with_name(Path(settings.db).name + ".admin-key")
+
+
+def load_admin_key(settings: Settings) -> str:
+    """HOOKD_ADMIN_KEY, else the generated key kept beside the database (made on first start)."""
+    if settings.admin_key:
+        return settings.admin_key
+    path = admin_key_path(settings)
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(key + "\n")
+    # Said once, at generation; the key itself is never logged.
+    log.warning(
+        "HOOKD_ADMIN_KEY is not set, so hookd generated an admin key and saved it to %s"
+        " (readable by this user only). Send it as 'Authorization: Bearer <key>'.",
+        path.resolve(),
+    )
+    return key
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    store = SQLiteStore(settings.db, sync=settings.sync)
+    await store.open()
+    app[store_key] = store
+    app[admin_key_key] = load_admin_key(settings)
+    try:
+        yield
+    finally:
+        await store.close()
+
+
+async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
+    # One connection per worker at most: enough for every run to be in flight at once.
+    connector = aiohttp.TCPConnector(limit=app[settings_key].workers)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S)  # runs have their own
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        app[http_session_key] = session
+        yield
+
+
+async def worker_pool_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    defaults = LLMDefaults(
+        provider=settings.llm_provider,
+        base_url=settings.llm_base_url,
+        model=settings.llm_model,
+        api_key=settings.llm_api_key,
+    )
+    pool = WorkerPool(
+        app[store_key],
+        partial(run_agent, session=app[http_session_key], defaults=defaults),
+        workers=settings.workers,
+        shutdown_grace_s=settings.shutdown_grace_s,
+        retry_backoff_s=settings.retry_backoff_s,
+    )
+    await pool.start()
+    app[pool_key] = pool
+    try:
+        yield
+    finally:
+        await pool.stop()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app[settings_key] = settings
+    app.cleanup_ctx.extend([database_ctx, http_client_ctx, worker_pool_ctx])
+    add_routes(app)
+    return app
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def serve(settings: Settings) -> None:
+    """Run hookd until SIGTERM or SIGINT, then shut down gracefully."""
+    configure_logging(settings.log_level)
+    log.info(
+        "hookd on http://%s:%d, database %s, %d workers",
+        settings.host,
+        settings.port,
+        Path(settings.db).resolve(),
+        settings.workers,
+    )
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log_class=AccessLogger,
+        print=None,
+        # Open HTTP requests get a short grace; agent runs get HOOKD_SHUTDOWN_GRACE_S in the pool.
+        shutdown_timeout=5.0,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python server.py [flags]`: the same as `hookd serve [flags]`."""
+    from cli import main as cli_main
+
+    cli_main(["serve", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""hookd's configuration, declared once.
+
+Each setting has a name, an environment variable, a default and a help text. The CLI
+flags of `hookd serve`, their validation and the README's configuration table are all
+generated from `SETTINGS`; nothing else reads the environment for configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class SettingsError(ValueError):
+    """A setting has a value hookd cannot use; the message says which and why."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be 1 or more")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be between 0 and 65535")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also rejects NaN
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _http_url(text: str) -> str:
+    if not text:
+        return text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL")
+    return text.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+    parse: Callable[[str], Any] = str
+    secret: bool = False  # secrets are read from the environment only, never from argv
+
+    @property
+    def env(self) -> str:
+        return "HOOKD_" + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "127.0.0.1", "Address to listen on. Use 0.0.0.0 to accept other machines."),
+    Setting("port", "7091", "TCP port to listen on (DocsGPT's).", _port),
+    Setting("db", "./hookd.db", "SQLite database file; created with its schema when missing."),
+    Setting("workers", "8", "Agent runs in flight at once, across all agents.", _positive_int),
+    Setting(
+        "admin_key",
+        "",
+        "Bearer key for the admin API. Unset: generated at first start and kept in"
+        " `<db>.admin-key` (mode 0600).",
+        secret=True,
+    ),
+    Setting(
+        "public_url",
+        "",
+        "Base URL used in the webhook URLs hookd hands out, e.g. https://hooks.example.org."
+        " Unset: taken from the request.",
+        _http_url,
+    ),
+    Setting(
+        "max_body_bytes",
+        "1048576",
+        "Largest webhook body accepted; larger ones get 413.",
+        _positive_int,
+    ),
+    Setting(
+        "shutdown_grace_s",
+        "30",
+        "On SIGTERM/SIGINT, how long running agent runs may take to finish; the rest go back"
+        " to the queue for the next start.",
+        _non_negative_float,
+    ),
+    Setting(
+        "retry_backoff_s",
+        "2",
+        "First retry delay after a transient model error; doubles per attempt (with jitter),"
+        " capped at 300 s.",
+        _non_negative_float,
+    ),
+    Setting(
+        "sync",
+        "full",
+        "SQLite `synchronous`: `full` survives power loss, `normal` survives a process crash"
+        " but may lose the last commits on power loss.",
+        _choice("full", "normal"),
+    ),
+    Setting(
+        "llm_provider",
+        "openai",
+        "Default model API for agents that name none: openai, anthropic or echo.",
+        _choice("openai", "anthropic", "echo"),
+    ),
+    Setting(
+        "llm_base_url",
+        "http://127.0.0.1:11434/v1",
+        "Default API root (a local Ollama). hookd appends /chat/completions or /v1/messages.",
+        _http_url,
+    ),
+    Setting("llm_model", "llama3.2", "Default model name."),
+    Setting(
+        "llm_api_key",
+        "",
+        "Key for the default API root; sent only to HOOKD_LLM_BASE_URL, never to an agent's own base_url.",
+        secret=True,
+    ),
+    Setting(
+        "log_level",
+        "info",
+        "debug, info, warning or error.",
+        _choice("debug", "info", "warning", "error"),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The parsed settings; build with `load_settings`, which fills in the defaults."""
+
+    host: str
+    port: int
+    db: str
+    workers: int
+    admin_key: str
+    public_url: str
+    max_body_bytes: int
+    shutdown_grace_s: float
+    retry_backoff_s: float
+    sync: str
+    llm_provider: str
+    llm_base_url: str
+    llm_model: str
+    llm_api_key: str
+    log_level: str
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:  # keys must never reach a log line or a traceback
+        shown = {
+            s.name: ("<set>" if getattr(self, s.name) else "") if s.secret else getattr(self, s.name)
+            for s in SETTINGS
+        }
+        return f"Settings({shown})"
+
+
+def _parse(setting: Setting, text: str, source: str) -> Any:
+    try:
+        return setting.parse(text)
+    except ValueError as exc:
+        shown = "(hidden)" if setting.secret else repr(text)
+        raise SettingsError(f"{source} = {shown}: {exc}") from None
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, args: argparse.Namespace | None = None
+) -> Settings:
+    """Defaults, overridden by the environment, overridden by command-line flags."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        value = _parse(setting, setting.default, setting.name)
+        if setting.env in environ:
+            value = _parse(setting, environ[setting.env], setting.env)
+        flag_value = getattr(args, setting.name, None) if args is not None else None
+        if flag_value is not None:
+            value = _parse(setting, flag_value, setting.flag)
+        values[setting.name] = value
+    return Settings(**values)
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """Give `parser` one flag per non-secret setting, with its env variable in the help."""
+    for setting in SETTINGS:
+        if setting.secret:
+            continue
+        parser.add_argument(
+            setting.flag,
+            dest=setting.name,
+            default=None,
+            metavar=setting.name.upper(),
+            help=f"{setting.help} [env {setting.env}, default {setting.default!r}]",
+        )
+
+
+def markdown_table() -> str:
+    """The README's configuration table."""
+    lines = ["| Variable | Flag | Default | Meaning |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        flag = "(env only)" if s.secret else f"`{s.flag}`"
+        default = f"`{s.default}`" if s.default else "(unset)"
+        lines.append(f"| `{s.env}` | {flag} | {default} | {s.help.replace('|', '/')} |")
+    return "\n".join(lines)

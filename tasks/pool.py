@@ -1,0 +1,237 @@
+"""The worker pool: runs claimed tasks in-process, at most `workers` at a time.
+
+One dispatcher claims batches of runnable tasks (one atomic UPDATE … RETURNING each) as
+slots free up; each run is its own asyncio task with its own timeout. New work wakes the
+dispatcher at once through `notify()`; a slow safety poll covers anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agents.agent import Agent
+from agents.providers import ModelError
+from errors import NotFound
+from tasks.store import Store, Task
+
+log = logging.getLogger("hookd.pool")
+
+RunAgent = Callable[[Agent, str], Awaitable[dict[str, Any]]]
+MAX_BACKOFF_S = 300.0
+
+
+def backoff_s(attempt: int, base_s: float) -> float:
+    """Exponential backoff with jitter: base·2^(attempt-1), between half and all of it."""
+    ceiling: float = min(base_s * 2.0 ** (attempt - 1), MAX_BACKOFF_S)
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status: str  # SUCCESS, FAILURE or RETRY
+    result: dict[str, Any]
+    retry_after_s: float = 0.0
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        store: Store,
+        run_agent: RunAgent,
+        *,
+        workers: int,
+        shutdown_grace_s: float,
+        retry_backoff_s: float,
+        poll_interval_s: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._run_agent = run_agent
+        self.workers = workers
+        self._grace_s = shutdown_grace_s
+        self._backoff_s = retry_backoff_s
+        self._poll_interval_s = poll_interval_s
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._finishing: set[asyncio.Task[Any]] = set()
+        self._cancelled: set[str] = set()  # running tasks the admin cancelled
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    @property
+    def busy(self) -> int:
+        return len(self._running)
+
+    def notify(self) -> None:
+        """New work may be runnable: wake the dispatcher."""
+        self._wakeup.set()
+
+    async def start(self) -> None:
+        recovery = await self._store.recover_interrupted()
+        if recovery.requeued or recovery.failed:
+            log.warning(
+                "recovered tasks interrupted by the last stop: %d queued again, %d failed (no attempts left)",
+                recovery.requeued,
+                recovery.failed,
+            )
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="hookd-dispatcher")
+
+    async def stop(self) -> None:
+        """Stop claiming; give running runs the grace period, then send the rest back to the queue."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._dispatcher is not None:
+            await self._dispatcher
+        if self._running and self._grace_s > 0:
+            log.info("waiting up to %g s for %d running tasks", self._grace_s, len(self._running))
+            await asyncio.wait(list(self._running.values()), timeout=self._grace_s)
+        leftover = list(self._running.values())
+        if leftover:
+            log.warning("grace period over: %d runs go back to the queue for the next start", len(leftover))
+            for run in leftover:
+                run.cancel()
+            await asyncio.gather(*leftover, return_exceptions=True)
+        if self._finishing:
+            await asyncio.gather(*self._finishing, return_exceptions=True)
+
+    async def cancel(self, task_id: str) -> Task:
+        """Cancel a task: FAILURE "cancelled" in the store, and its run interrupted if it is running here."""
+        task = await self._store.cancel(task_id)
+        run = self._running.get(task_id)
+        if run is not None:
+            self._cancelled.add(task_id)
+            run.cancel()
+        log.info("task %s cancelled", task_id)
+        return task
+
+    async def cancel_runs(self, task_ids: list[str]) -> None:
+        """Interrupt local runs of tasks the store has already ended (e.g. their agent was deleted)."""
+        for task_id in task_ids:
+            run = self._running.get(task_id)
+            if run is not None:
+                self._cancelled.add(task_id)
+                run.cancel()
+
+    # -- dispatching -------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        while not self._stopping:
+            free = self.workers - len(self._running)
+            if free > 0:
+                # Clear before claiming: a notify() that lands during the claim then
+                # leads to one more claim instead of being lost.
+                self._wakeup.clear()
+                try:
+                    claimed = await self._store.claim_batch(free)
+                except Exception:
+                    log.exception("claiming tasks failed; trying again in %g s", self._poll_interval_s)
+                    claimed = []
+                for task in claimed:
+                    self._running[task.id] = asyncio.create_task(self._run(task), name=f"hookd-run-{task.id}")
+                if claimed and len(claimed) == free:
+                    continue  # the queue may hold more; claim again once a slot frees
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_interval_s):
+                    await self._wakeup.wait()
+
+    async def _run(self, task: Task) -> None:
+        started = time.monotonic()
+        log.info("task %s STARTED attempt %d/%d", task.id, task.attempts, task.max_attempts)
+        try:
+            try:
+                outcome = await self._execute(task)
+            except asyncio.CancelledError:
+                if task.id in self._cancelled:
+                    self._cancelled.discard(task.id)
+                else:  # shutdown: this attempt does not count
+                    await self._shielded(self._store.requeue(task.id))
+                    log.info("task %s back to PENDING (shutdown)", task.id)
+                raise
+            await self._shielded(self._record(task, outcome, time.monotonic() - started))
+        finally:
+            self._running.pop(task.id, None)
+            self._wakeup.set()  # a slot, and maybe an agent's concurrency, is free
+
+    async def _shielded(self, write: Awaitable[Any]) -> Any:
+        """Run a final state write to completion even if this run is cancelled meanwhile."""
+        future = asyncio.ensure_future(write)
+        self._finishing.add(future)
+        future.add_done_callback(self._finishing.discard)
+        return await asyncio.shield(future)
+
+    async def _execute(self, task: Task) -> _Outcome:
+        if task.agent_id is None:
+            return _Outcome("FAILURE", {"error": "The task's agent was deleted.", "type": "agent_deleted"})
+        try:
+            agent = await self._store.get_agent(task.agent_id)
+        except NotFound:
+            return _Outcome("FAILURE", {"error": "The task's agent was deleted.", "type": "agent_deleted"})
+        try:
+            async with asyncio.timeout(agent.timeout_s):
+                return _Outcome("SUCCESS", await self._run_agent(agent, task.payload))
+        except TimeoutError:
+            error = ModelError(
+                "timeout",
+                f"The run took longer than the agent's timeout_s ({agent.timeout_s:g} s).",
+                transient=True,
+            )
+        except ModelError as exc:
+            error = exc
+        except Exception:
+            log.exception("task %s: unexpected error in the agent run", task.id)
+            error = ModelError(
+                "internal_error",
+                "hookd hit an unexpected error running the agent; see its log.",
+                transient=False,
+            )
+        result = {"error": str(error), "type": error.type}
+        if error.transient and task.attempts < task.max_attempts:
+            delay_s = (
+                error.retry_after_s
+                if error.retry_after_s is not None
+                else backoff_s(task.attempts, self._backoff_s)
+            )
+            return _Outcome("RETRY", result, retry_after_s=delay_s)
+        if task.attempts > 1:
+            result["error"] += f" (attempt {task.attempts} of {task.max_attempts})"
+        return _Outcome("FAILURE", result)
+
+    async def _record(self, task: Task, outcome: _Outcome, elapsed_s: float) -> None:
+        if outcome.status == "RETRY":
+            stored = await self._store.retry_later(
+                task.id, time.time() + outcome.retry_after_s, outcome.result
+            )
+            if stored:
+                asyncio.get_running_loop().call_later(outcome.retry_after_s, self._wakeup.set)
+                log.info(
+                    "task %s RETRY in %.2f s after %.2f s: %s (%s)",
+                    task.id,
+                    outcome.retry_after_s,
+                    elapsed_s,
+                    outcome.result["type"],
+                    outcome.result["error"],
+                )
+        else:
+            stored = await self._store.finish(task.id, outcome.status, outcome.result)
+            if stored and outcome.status == "SUCCESS":
+                log.info("task %s SUCCESS in %.2f s", task.id, elapsed_s)
+            elif stored:
+                log.info(
+                    "task %s FAILURE in %.2f s: %s (%s)",
+                    task.id,
+                    elapsed_s,
+                    outcome.result["type"],
+                    outcome.result["error"],
+                )
+        if not stored:
+            log.info(
+                "task %s: result of attempt %d discarded; the task was ended meanwhile",
+                task.id,
+                task.attempts,
+            )
