@@ -1,0 +1,116 @@
+"""Fixtures: hookd through its real app on a loopback server, a fresh SQLite file per test,
+and the fake model server (the only fake)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server import create_app
+from settings import Settings, load_settings
+from tests.fake_llm import FakeLLM
+
+ADMIN_KEY = "test-admin-key-not-a-secret"
+FINAL = ("SUCCESS", "FAILURE")
+_names = itertools.count(1)
+
+
+class Hookd:
+    """A running hookd app and the calls tests make on it."""
+
+    def __init__(self, client: TestClient[Any, Any], settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.admin = {"Authorization": f"Bearer {settings.admin_key}"}
+
+    async def create_agent(self, **fields: Any) -> dict[str, Any]:
+        """Create an agent through the admin API; test-friendly defaults. Adds `webhook_path`."""
+        body = {"name": f"agent-{next(_names)}", "prompt": "Be brief."} | fields
+        response = await self.client.post("/api/agents", json=body, headers=self.admin)
+        assert response.status == 201, await response.text()
+        agent: dict[str, Any] = await response.json()
+        agent["webhook_path"] = urlsplit(agent["webhook_url"]).path
+        return agent
+
+    async def trigger(self, agent: dict[str, Any], payload: Any = None) -> str:
+        response = await self.client.post(agent["webhook_path"], json={} if payload is None else payload)
+        body = await response.json()
+        assert response.status == 200, body
+        assert body["success"] is True
+        return str(body["task_id"])
+
+    async def status(self, task_id: str) -> dict[str, Any]:
+        response = await self.client.get("/api/task_status", params={"task_id": task_id})
+        assert response.status == 200, await response.text()
+        body: dict[str, Any] = await response.json()
+        return body
+
+    async def wait_for(
+        self, task_id: str, statuses: tuple[str, ...] = FINAL, timeout_s: float = 10.0
+    ) -> dict[str, Any]:
+        """Poll until the task is in one of `statuses`; fail after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            body = await self.status(task_id)
+            if body["status"] in statuses:
+                return body
+            assert time.monotonic() < deadline, f"task stuck in {body['status']}: {body}"
+            await asyncio.sleep(0.01)
+
+    def count_rows(self, table: str = "tasks") -> int:
+        """Count rows straight from the database file, as another process would see them."""
+        with sqlite3.connect(self.settings.db) as conn:
+            ((count,),) = conn.execute(f"SELECT count(*) FROM {table}").fetchall()
+        return int(count)
+
+
+@pytest.fixture
+async def fake_llm(aiohttp_server: Any) -> FakeLLM:
+    fake = FakeLLM()
+    server = await aiohttp_server(fake.app())
+    fake.url = str(server.make_url("")).rstrip("/")
+    return fake
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, fake_llm: FakeLLM) -> Callable[..., Settings]:
+    def make(**changes: Any) -> Settings:
+        return load_settings(environ={}).replace(
+            **{
+                "db": str(tmp_path / "hookd.db"),
+                "admin_key": ADMIN_KEY,
+                "llm_base_url": fake_llm.url + "/v1",
+                "llm_model": "ok",
+                "retry_backoff_s": 0.05,
+                "shutdown_grace_s": 1.0,
+            }
+            | changes
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_hookd(
+    aiohttp_client: Any, make_settings: Callable[..., Settings]
+) -> Callable[..., Awaitable[Hookd]]:
+    async def make(**changes: Any) -> Hookd:
+        settings = make_settings(**changes)
+        client = await aiohttp_client(create_app(settings))
+        return Hookd(client, settings)
+
+    return make
+
+
+@pytest.fixture
+async def hookd(make_hookd: Callable[..., Awaitable[Hookd]]) -> Hookd:
+    return await make_hookd()
