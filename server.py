@@ -101,6 +101,10 @@ async def worker_pool_ctx(app: web.Application) -> AsyncIterator[None]:
         await pool.stop()
 
 
+# How the app is served, shared by `serve` and the tests: the access log never shows a token.
+RUNNER_KWARGS = {"access_log_class": AccessLogger}
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[settings_key] = settings
@@ -131,10 +135,10 @@ def serve(settings: Settings) -> None:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        access_log_class=AccessLogger,
         print=None,
         # Open HTTP requests get a short grace; agent runs get HOOKD_SHUTDOWN_GRACE_S in the pool.
         shutdown_timeout=5.0,
+        **RUNNER_KWARGS,
     )
 
 

@@ -8,6 +8,7 @@ flag says whether another attempt may succeed.
 from __future__ import annotations
 
 import email.utils
+import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -120,7 +121,10 @@ async def _post_json(
 ) -> dict[str, Any]:
     where = _safe_url(url)
     try:
-        async with session.post(url, json=body, headers=headers) as response:
+        # A BytesIO body is streamed in chunks: a large payload does not hold the event loop.
+        data = io.BytesIO(json.dumps(body, ensure_ascii=False).encode())
+        headers = headers | {"Content-Type": "application/json"}
+        async with session.post(url, data=data, headers=headers) as response:
             raw = await _read_limited(response)
             status = response.status
             retry_after = response.headers.get("Retry-After")

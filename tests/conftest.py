@@ -13,9 +13,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
-from server import create_app
+from server import RUNNER_KWARGS, create_app
 from settings import Settings, load_settings
 from tests.fake_llm import FakeLLM
 
@@ -105,7 +105,10 @@ def make_hookd(
 ) -> Callable[..., Awaitable[Hookd]]:
     async def make(**changes: Any) -> Hookd:
         settings = make_settings(**changes)
-        client = await aiohttp_client(create_app(settings))
+        # Started here because TestServer passes runner options only through start_server().
+        server = TestServer(create_app(settings))
+        await server.start_server(**RUNNER_KWARGS)
+        client = await aiohttp_client(server)
         return Hookd(client, settings)
 
     return make
