@@ -91,7 +91,7 @@ def make_settings(tmp_path: Path, fake_llm: FakeLLM) -> Callable[..., Settings]:
                 "llm_base_url": fake_llm.url + "/v1",
                 "llm_model": "ok",
                 "retry_backoff_s": 0.05,
-                "shutdown_grace_s": 1.0,
+                "shutdown_grace_s": 0.1,
             }
             | changes
         )
@@ -101,8 +101,10 @@ def make_settings(tmp_path: Path, fake_llm: FakeLLM) -> Callable[..., Settings]:
 
 @pytest.fixture
 def make_hookd(
-    aiohttp_client: Any, make_settings: Callable[..., Settings]
+    make_settings: Callable[..., Settings], aiohttp_client: Any
 ) -> Callable[..., Awaitable[Hookd]]:
+    # make_settings (and so the fake model) comes first: fixtures tear down in reverse, so
+    # hookd stops before the fake model, and no run is left waiting on a closed server.
     async def make(**changes: Any) -> Hookd:
         settings = make_settings(**changes)
         # Started here because TestServer passes runner options only through start_server().
