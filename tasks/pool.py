@@ -122,11 +122,11 @@ class WorkerPool:
 
     async def _dispatch(self) -> None:
         while not self._stopping:
+            # Clear before looking: a notify() or a finished run that lands after this
+            # point leads to one more pass instead of being lost.
+            self._wakeup.clear()
             free = self.workers - len(self._running)
             if free > 0:
-                # Clear before claiming: a notify() that lands during the claim then
-                # leads to one more claim instead of being lost.
-                self._wakeup.clear()
                 try:
                     claimed = await self._store.claim_batch(free)
                 except Exception:

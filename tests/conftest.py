@@ -59,12 +59,26 @@ class Hookd:
     ) -> dict[str, Any]:
         """Poll until the task is in one of `statuses`; fail after `timeout_s`."""
         deadline = time.monotonic() + timeout_s
+        pause_s = 0.005
         while True:
             body = await self.status(task_id)
             if body["status"] in statuses:
                 return body
             assert time.monotonic() < deadline, f"task stuck in {body['status']}: {body}"
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(pause_s)
+            pause_s = min(pause_s * 2, 0.05)
+
+    async def wait_for_agent(self, agent_id: str, count: int, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+        """Poll until `count` of the agent's tasks are final (one poller, however many tasks)."""
+        deadline = time.monotonic() + timeout_s
+        params = {"agent_id": agent_id, "status": ",".join(FINAL), "limit": "500"}
+        while True:
+            response = await self.client.get("/api/tasks", params=params, headers=self.admin)
+            tasks: list[dict[str, Any]] = (await response.json())["tasks"]
+            if len(tasks) >= count:
+                return tasks
+            assert time.monotonic() < deadline, f"only {len(tasks)} of {count} tasks final"
+            await asyncio.sleep(0.02)
 
     def count_rows(self, table: str = "tasks") -> int:
         """Count rows straight from the database file, as another process would see them."""
