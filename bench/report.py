@@ -186,10 +186,22 @@ def accept_rows(accepts: dict[str, list[dict[str, Any]]], connections: int) -> l
                 f"{math.floor(100 * rps / bare_rps) / 100:.2f}x" if bare_rps else "—",
                 f">= {ACCEPT_RATIO_TARGET}x",
                 check(bare_rps > 0 and rps >= ACCEPT_RATIO_TARGET * bare_rps and not bad),
-                bad,
+                bad or cpu_ratio_note(bare, results),
             ),
         ]
     return rows
+
+
+def cpu_ratio_note(bare: list[dict[str, Any]], hookd: list[dict[str, Any]]) -> str:
+    """The same comparison by server CPU per answer: what each could do with a whole core,
+    whatever limits the load client or a busy machine put on answers per second."""
+    bare_us, hookd_us = mean(bare, "server_cpu_us_per_ok"), mean(hookd, "server_cpu_us_per_ok")
+    if not bare_us or not hookd_us:
+        return ""
+    return (
+        f"by server CPU per answer: {bare_us / hookd_us:.2f}x (one full core: bare"
+        f" ~{per_s(1e6 / bare_us)}, hookd ~{per_s(1e6 / hookd_us)})"
+    )
 
 
 def end_to_end_rows(result: dict[str, Any], sync: str, tasks: int) -> list[Row]:
