@@ -61,7 +61,9 @@ WHERE rowid IN (
         SELECT q.rowid, q.agent_id, q.run_after, a.max_concurrency,
                row_number() OVER (PARTITION BY q.agent_id ORDER BY q.run_after, q.rowid) AS nth
         FROM (
-            SELECT rowid, agent_id, run_after FROM tasks
+            -- INDEXED BY: without statistics the planner picks tasks_by_status and sorts
+            -- the whole queue; the partial index is already in claim order.
+            SELECT rowid, agent_id, run_after FROM tasks INDEXED BY tasks_queue
             WHERE status IN ('PENDING', 'RETRY') AND run_after <= :now
             ORDER BY run_after, rowid LIMIT {CLAIM_SCAN_ROWS}
         ) AS q

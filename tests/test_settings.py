@@ -1,0 +1,63 @@
+"""Configuration: one table drives defaults, env, flags, validation and the README."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from cli import build_parser
+from settings import SETTINGS, Settings, SettingsError, load_settings, markdown_table
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_defaults() -> None:
+    settings = load_settings(environ={})
+    assert (settings.host, settings.port, settings.db, settings.workers) == ("127.0.0.1", 7091, "./hookd.db", 8)
+    assert settings.max_body_bytes == 1024 * 1024
+    assert settings.shutdown_grace_s == 30
+    assert (settings.llm_provider, settings.llm_base_url) == ("openai", "http://127.0.0.1:11434/v1")
+
+
+def test_every_setting_is_a_field_and_back() -> None:
+    assert [f.name for f in dataclasses.fields(Settings)] == [s.name for s in SETTINGS]
+
+
+def test_flags_override_env_override_defaults() -> None:
+    args = build_parser().parse_args(["serve", "--port", "8000"])
+    settings = load_settings(environ={"HOOKD_PORT": "9000", "HOOKD_WORKERS": "3"}, args=args)
+    assert settings.port == 8000 and settings.workers == 3
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"HOOKD_PORT": "seventy"}, "HOOKD_PORT = 'seventy'"),
+        ({"HOOKD_WORKERS": "0"}, "must be 1 or more"),
+        ({"HOOKD_SYNC": "off"}, "must be one of full, normal"),
+        ({"HOOKD_LLM_PROVIDER": "gemini"}, "must be one of openai, anthropic, echo"),
+        ({"HOOKD_PUBLIC_URL": "hooks.example.org"}, "http:// or https://"),
+        ({"HOOKD_SHUTDOWN_GRACE_S": "nan"}, "must be 0 or more"),
+    ],
+)
+def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        load_settings(environ=env)
+
+
+def test_secrets_are_env_only_and_never_shown() -> None:
+    flags = build_parser().parse_args(["serve"])
+    assert not hasattr(flags, "admin_key") and not hasattr(flags, "llm_api_key")
+    settings = load_settings(environ={"HOOKD_ADMIN_KEY": "s3cret-admin", "HOOKD_LLM_API_KEY": "sk-s3cret"})
+    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings)
+
+
+def test_readme_table_is_the_generated_one() -> None:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("<!-- settings-table")
+    end = text.index("<!-- /settings-table -->")
+    table = text[start:end].split("\n", 1)[1].strip()
+    assert table == markdown_table(), "README's table is stale: paste the output of `hookd settings`"
