@@ -425,7 +425,7 @@ def main(argv: list[str]) -> None:
             if bench.load_cores:
                 os.sched_setaffinity(0, bench.load_cores)  # this script polls from the load side
             bench.say(
-                f"hookd {meta['git_commit']} ({meta['git_dirty_files']} files changed since),"
+                f"hookd {meta['git_commit']} (+{meta['git_dirty_files']} uncommitted files outside bench/),"
                 f" Python {meta['python']}, aiohttp {meta['aiohttp']},"
                 f" hookd on core(s) {meta['server_cores']}, load on {meta['load_cores']},"
                 f" databases on {meta['db_filesystem']}, load average {meta['loadavg_at_start'][0]:.2f}"
