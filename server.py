@@ -14,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -102,7 +103,7 @@ async def worker_pool_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 # How the app is served, shared by `serve` and the tests: the access log never shows a token.
-RUNNER_KWARGS = {"access_log_class": AccessLogger}
+RUNNER_KWARGS: dict[str, Any] = {"access_log_class": AccessLogger}
 
 
 def create_app(settings: Settings) -> web.Application:

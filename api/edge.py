@@ -87,10 +87,11 @@ def require_admin(handler: Handler) -> Handler:
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object hook: a repeated key is refused, not silently resolved to its last value."""
     obj = dict(pairs)
     if len(obj) != len(pairs):
-        seen: set[str] = set()
-        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        keys = [key for key, _ in pairs]
+        duplicate = next(key for i, key in enumerate(keys) if key in keys[:i])
         raise InvalidInput(f"The JSON object has the key '{duplicate[:100]}' twice; send each key once.")
     return obj
 

@@ -142,7 +142,9 @@ class WorkerPool:
 
     async def _run(self, task: Task) -> None:
         started = time.monotonic()
-        log.info("task %s STARTED attempt %d/%d", task.id, task.attempts, task.max_attempts)
+        log.info(
+            "task %s agent %s STARTED attempt %d/%d", task.id, task.agent_id, task.attempts, task.max_attempts
+        )
         try:
             try:
                 outcome = await self._execute(task)

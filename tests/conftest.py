@@ -68,7 +68,9 @@ class Hookd:
             await asyncio.sleep(pause_s)
             pause_s = min(pause_s * 2, 0.05)
 
-    async def wait_for_agent(self, agent_id: str, count: int, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    async def wait_for_agent(
+        self, agent_id: str, count: int, timeout_s: float = 30.0
+    ) -> list[dict[str, Any]]:
         """Poll until `count` of the agent's tasks are final (one poller, however many tasks)."""
         deadline = time.monotonic() + timeout_s
         params = {"agent_id": agent_id, "status": ",".join(FINAL), "limit": "500"}

@@ -20,7 +20,6 @@ It can also be run by itself for the benchmark: `python tests/fake_llm.py PORT`.
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 from collections import Counter
@@ -82,7 +81,9 @@ class FakeLLM:
         if mode == "badjson":
             return web.Response(text="<html>502 Bad Gateway</html>", content_type="text/html")
         if mode == "short":
-            response = web.StreamResponse(headers={"Content-Length": "1000", "Content-Type": "application/json"})
+            response = web.StreamResponse(
+                headers={"Content-Length": "1000", "Content-Type": "application/json"}
+            )
             await response.prepare(request)
             await response.write(b'{"choices": [')
             assert request.transport is not None
@@ -112,8 +113,11 @@ class FakeLLM:
                 "object": "chat.completion",
                 "model": model,
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": f"You said: {user}"},
-                     "finish_reason": "stop"}
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": f"You said: {user}"},
+                        "finish_reason": "stop",
+                    }
                 ],
                 "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
             }
@@ -123,8 +127,13 @@ class FakeLLM:
     def _anthropic(request: web.Request, body: dict[str, Any], model: str) -> web.Response:
         if "anthropic-version" not in request.headers:
             return web.json_response(
-                {"type": "error", "error": {"type": "invalid_request_error",
-                                            "message": "anthropic-version header is required"}},
+                {
+                    "type": "error",
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": "anthropic-version header is required",
+                    },
+                },
                 status=400,
             )
         user = body["messages"][-1]["content"]

@@ -28,7 +28,9 @@ from tests.conftest import Hookd
 @pytest.mark.parametrize(
     "authorization", [None, "Bearer wrong-key", "test-admin-key-not-a-secret", "Basic dGVzdA=="]
 )
-async def test_admin_routes_need_the_key(hookd: Hookd, method: str, path: str, authorization: str | None) -> None:
+async def test_admin_routes_need_the_key(
+    hookd: Hookd, method: str, path: str, authorization: str | None
+) -> None:
     headers = {"Authorization": authorization} if authorization else {}
     response = await hookd.client.request(method, path, headers=headers, json={"name": "x"})
     assert response.status == 401
@@ -104,7 +106,9 @@ async def test_agent_names_are_unique(hookd: Hookd) -> None:
     assert response.status == 409
     assert "already exists" in (await response.json())["message"]
     other = await hookd.create_agent(name="other")
-    renamed = await hookd.client.patch(f"/api/agents/{other['id']}", json={"name": "same"}, headers=hookd.admin)
+    renamed = await hookd.client.patch(
+        f"/api/agents/{other['id']}", json={"name": "same"}, headers=hookd.admin
+    )
     assert renamed.status == 409
     assert hookd.count_rows("agents") == 2
 

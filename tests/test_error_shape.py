@@ -18,7 +18,12 @@ async def error_cases(hookd: Hookd) -> list[tuple[str, str, dict[str, Any], int]
     paused = await hookd.create_agent(status="paused")
     admin = {"headers": hookd.admin}
     return [
-        ("POST", agent["webhook_path"], {"data": b"{oops", "headers": {"Content-Type": "application/json"}}, 400),
+        (
+            "POST",
+            agent["webhook_path"],
+            {"data": b"{oops", "headers": {"Content-Type": "application/json"}},
+            400,
+        ),
         ("POST", agent["webhook_path"], {"data": b"[]"}, 400),
         ("POST", "/api/webhooks/agents/nope", {"json": {}}, 404),
         ("POST", paused["webhook_path"], {"json": {}}, 409),

@@ -32,7 +32,9 @@ async def test_system_prompt_and_question(hookd: Hookd, fake_llm: FakeLLM) -> No
 
 async def test_other_fields_follow_as_json_context(hookd: Hookd, fake_llm: FakeLLM) -> None:
     agent = await hookd.create_agent()
-    await hookd.wait_for(await hookd.trigger(agent, {"question": "Status?", "order": {"id": 42, "city": "Köln"}}))
+    await hookd.wait_for(
+        await hookd.trigger(agent, {"question": "Status?", "order": {"id": 42, "city": "Köln"}})
+    )
     user = sent_messages(fake_llm)[-1]["content"]
     assert user == 'Status?\n\nContext:\n{\n  "order": {\n    "id": 42,\n    "city": "Köln"\n  }\n}'
 
@@ -62,11 +64,18 @@ async def test_input_template_is_plain_substitution(hookd: Hookd, fake_llm: Fake
     assert json.loads(whole.removeprefix("all=")) == payload
 
 
-async def test_anthropic_wire_format(hookd: Hookd, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_anthropic_wire_format(
+    hookd: Hookd, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TEST_ANTHROPIC_KEY", "sk-ant-test")
     agent = await hookd.create_agent(
         prompt="Be kind.",
-        llm={"provider": "anthropic", "model": "claude-fake", "base_url": fake_llm.url, "api_key_env": "TEST_ANTHROPIC_KEY"},
+        llm={
+            "provider": "anthropic",
+            "model": "claude-fake",
+            "base_url": fake_llm.url,
+            "api_key_env": "TEST_ANTHROPIC_KEY",
+        },
     )
     done = await hookd.wait_for(await hookd.trigger(agent, {"question": "hello"}))
     assert done["status"] == "SUCCESS"
@@ -84,10 +93,17 @@ async def test_anthropic_wire_format(hookd: Hookd, fake_llm: FakeLLM, monkeypatc
     assert call.body["max_tokens"] > 0
 
 
-async def test_openai_key_from_api_key_env(hookd: Hookd, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_openai_key_from_api_key_env(
+    hookd: Hookd, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TEST_OPENAI_KEY", "sk-test-123")
     agent = await hookd.create_agent(
-        llm={"provider": "openai", "model": "gpt-fake", "base_url": fake_llm.url + "/v1", "api_key_env": "TEST_OPENAI_KEY"}
+        llm={
+            "provider": "openai",
+            "model": "gpt-fake",
+            "base_url": fake_llm.url + "/v1",
+            "api_key_env": "TEST_OPENAI_KEY",
+        }
     )
     await hookd.wait_for(await hookd.trigger(agent, {"question": "x"}))
     (call,) = fake_llm.calls_for("gpt-fake")
@@ -189,7 +205,9 @@ async def test_unreachable_model_is_retried_then_fails(hookd: Hookd) -> None:
     ("mode", "error_type"),
     [("reset", "llm_unreachable"), ("badjson", "llm_bad_response"), ("short", "llm_bad_response")],
 )
-async def test_broken_answers_are_retried(hookd: Hookd, fake_llm: FakeLLM, mode: str, error_type: str) -> None:
+async def test_broken_answers_are_retried(
+    hookd: Hookd, fake_llm: FakeLLM, mode: str, error_type: str
+) -> None:
     agent = await hookd.create_agent(llm={"model": f"mode={mode}"}, max_attempts=2)
     done = await hookd.wait_for(await hookd.trigger(agent, {"question": "x"}))
     assert done["status"] == "FAILURE" and done["attempts"] == 2

@@ -16,7 +16,12 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 def test_defaults() -> None:
     settings = load_settings(environ={})
-    assert (settings.host, settings.port, settings.db, settings.workers) == ("127.0.0.1", 7091, "./hookd.db", 8)
+    assert (settings.host, settings.port, settings.db, settings.workers) == (
+        "127.0.0.1",
+        7091,
+        "./hookd.db",
+        8,
+    )
     assert settings.max_body_bytes == 1024 * 1024
     assert settings.shutdown_grace_s == 30
     assert (settings.llm_provider, settings.llm_base_url) == ("openai", "http://127.0.0.1:11434/v1")

@@ -43,7 +43,9 @@ async def test_requests_and_fetch_style_bodies(hookd: Hookd, fake_llm: object) -
     agent = await hookd.create_agent()
     with_json = await hookd.trigger(agent, DOCSGPT_PAYLOAD)
     text_plain = await hookd.client.post(
-        agent["webhook_path"], data=json.dumps({"question": "as text"}), headers={"Content-Type": "text/plain"}
+        agent["webhook_path"],
+        data=json.dumps({"question": "as text"}),
+        headers={"Content-Type": "text/plain"},
     )
     assert text_plain.status == 200
     assert (await hookd.wait_for(with_json))["status"] == "SUCCESS"
@@ -103,7 +105,9 @@ async def test_malformed_bodies_are_400_and_store_nothing(
     hookd: Hookd, body: bytes, content_type: str, message_part: str
 ) -> None:
     agent = await hookd.create_agent()
-    response = await hookd.client.post(agent["webhook_path"], data=body, headers={"Content-Type": content_type})
+    response = await hookd.client.post(
+        agent["webhook_path"], data=body, headers={"Content-Type": content_type}
+    )
     assert response.status == 400
     error = await response.json()
     assert error["success"] is False and message_part in error["message"]
@@ -114,7 +118,9 @@ async def test_body_over_the_limit_is_413(make_hookd: object) -> None:
     hookd: Hookd = await make_hookd(max_body_bytes=1000)  # type: ignore[operator]
     agent = await hookd.create_agent()
     big = json.dumps({"question": "x" * 2000})
-    response = await hookd.client.post(agent["webhook_path"], data=big, headers={"Content-Type": "application/json"})
+    response = await hookd.client.post(
+        agent["webhook_path"], data=big, headers={"Content-Type": "application/json"}
+    )
     assert response.status == 413
     assert "1000" in (await response.json())["message"]
 
