@@ -21,8 +21,24 @@ routes = web.RouteTableDef()
 async def trigger_webhook(request: web.Request) -> web.Response:
     """Queue a run of the token's agent; answer only once the task is committed."""
     token = request.match_info["token"]
-    store = request.app[store_key]
-    agent = await store.agent_for_token(token_sha256(token)) if looks_like_token(token) else None
+    token_hash = token_sha256(token) if looks_like_token(token) else None
+    try:
+        payload_json = dump_payload(await read_webhook_payload(request))
+        task_id = await request.app[store_key].enqueue(token_hash, payload_json) if token_hash else None
+    except InvalidInput:
+        await _refuse_unless_active(request, token_hash)  # an unknown token is 404 whatever the body
+        raise
+    if task_id is None:
+        await _refuse_unless_active(request, token_hash)
+        # The agent was paused and resumed, or its token rotated, in between.
+        raise Conflict("The agent changed while this request was processed; send it again.")
+    request.app[pool_key].notify()
+    return web.json_response({"success": True, "task_id": task_id})
+
+
+async def _refuse_unless_active(request: web.Request, token_hash: bytes | None) -> None:
+    """Raise the refusal for a token that has no active agent (the rare path: one more read)."""
+    agent = await request.app[store_key].agent_for_token(token_hash) if token_hash else None
     if agent is None:
         raise NotFound(
             "No agent has this webhook token. It may have been rotated: ask the agent's owner"
@@ -30,10 +46,6 @@ async def trigger_webhook(request: web.Request) -> web.Response:
         )
     if agent.status != "active":
         raise Conflict(f"Agent '{agent.name}' is paused and takes no webhooks until it is resumed.")
-    payload_json = dump_payload(await read_webhook_payload(request))
-    task_id = await store.create_task(agent, payload_json)
-    request.app[pool_key].notify()
-    return web.json_response({"success": True, "task_id": task_id})
 
 
 @routes.get("/api/task_status")

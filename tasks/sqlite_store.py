@@ -1,19 +1,17 @@
 """The SQLite store: one file, one writer connection, one reader connection.
 
-Writes go through `_WriteQueue`: every write submitted while the previous transaction was
-committing is applied in the next single `BEGIN IMMEDIATE … COMMIT` (group commit), and
-each caller is answered only after that commit. Reads use their own connection; in WAL
-mode they never wait for the writer.
+Writes are plain functions handed to the `Writer` (tasks/sqlite_writer.py), which applies
+them with group commit; each method returns after its write is committed. Reads use their
+own aiosqlite connection; in WAL mode they never wait for the writer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,15 +21,14 @@ import aiosqlite
 from agents.agent import Agent
 from errors import Conflict, NotFound, StorageUnavailable
 from tasks.ids import uuid7
+from tasks.sqlite_writer import WriteOp, Writer
 from tasks.store import Recovery, Store, Task, cancelled_result, interrupted_result
 
 log = logging.getLogger("hookd.store")
 
 T = TypeVar("T")
-WriteOp = Callable[[aiosqlite.Connection], Awaitable[T]]
 
 SCHEMA_VERSION = 1
-MAX_BATCH_OPS = 512  # bounds how long one transaction holds the write lock
 BUSY_TIMEOUT_MS = 5000
 
 # How far down the queue a claim looks for tasks whose agent has room under its
@@ -87,16 +84,6 @@ def schema_sql() -> str:
     return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
 
 
-def _storage_error(exc: sqlite3.Error) -> StorageUnavailable | None:
-    text = str(exc).lower()
-    if any(s in text for s in ("full", "readonly", "read-only", "unable to open", "disk i/o")):
-        return StorageUnavailable(
-            "hookd cannot write to its database right now (disk full or read-only);"
-            " nothing was stored. Try again later."
-        )
-    return None
-
-
 def _json_or_none(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
@@ -139,124 +126,46 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-class _WriteQueue:
-    """The one writer: applies submitted operations in shared transactions."""
-
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
-        self._pending: list[tuple[WriteOp[Any], asyncio.Future[Any]]] = []
-        self._wakeup = asyncio.Event()
-        self._closing = False
-        self._task = asyncio.create_task(self._run(), name="hookd-sqlite-writer")
-
-    async def submit(self, op: WriteOp[T]) -> T:
-        if self._closing:
-            raise StorageUnavailable("hookd is shutting down; nothing was stored.")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((op, future))
-        self._wakeup.set()
-        # Shielded: a caller cancelled mid-commit must not abandon the result of a write
-        # that the writer will still apply.
-        return await asyncio.shield(future)
-
-    async def close(self) -> None:
-        self._closing = True
-        self._wakeup.set()
-        await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._pending:
-                batch = self._pending[:MAX_BATCH_OPS]
-                del self._pending[:MAX_BATCH_OPS]
-                await self._commit(batch)
-            if self._closing:
-                return
-
-    async def _commit(self, batch: list[tuple[WriteOp[Any], asyncio.Future[Any]]]) -> None:
-        try:
-            results = await self._transaction([op for op, _ in batch])
-        except Exception as exc:
-            if len(batch) == 1:
-                self._settle(batch[0][1], exc=exc)
-                return
-            # One operation failed and took the shared transaction with it: apply each
-            # on its own so the others still commit and only the culprit gets the error.
-            for op, future in batch:
-                try:
-                    (result,) = await self._transaction([op])
-                except Exception as single_exc:
-                    self._settle(future, exc=single_exc)
-                else:
-                    self._settle(future, result=result)
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            self._settle(future, result=result)
-
-    async def _transaction(self, ops: Iterable[WriteOp[Any]]) -> list[Any]:
-        conn = self._conn
-        try:
-            await conn.execute("BEGIN IMMEDIATE")
-            results = [await op(conn) for op in ops]
-            await conn.execute("COMMIT")
-            return results
-        except BaseException:
-            if conn.in_transaction:
-                try:
-                    await conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    log.exception("rollback failed")
-            raise
-
-    @staticmethod
-    def _settle(future: asyncio.Future[Any], *, result: Any = None, exc: Exception | None = None) -> None:
-        if future.done():
-            return
-        if exc is None:
-            future.set_result(result)
-            return
-        if isinstance(exc, sqlite3.Error) and (storage := _storage_error(exc)) is not None:
-            log.error("database write failed: %s", exc)
-            exc = storage
-        future.set_exception(exc)
-
-
 class SQLiteStore(Store):
     def __init__(self, path: str, *, sync: str = "full") -> None:
         self.path = path
         self.sync = sync
-        self._writer_conn: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._writer: _WriteQueue | None = None
+        self._writer: Writer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        await conn.execute("PRAGMA foreign_keys = ON")
-        await conn.execute(f"PRAGMA synchronous = {self.sync.upper()}")
+    def _pragmas(self) -> list[str]:
+        return [
+            f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+            "PRAGMA foreign_keys = ON",
+            f"PRAGMA synchronous = {self.sync.upper()}",
+        ]
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        for pragma in self._pragmas():
+            conn.execute(pragma)
         return conn
 
     async def open(self) -> None:
         # A new file's folder; tiny and once per start, so done inline.
         Path(self.path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
-        writer = await self._connect()
+        writer = Writer(self._connect_writer)
+        await writer.open(self._set_up)
         try:
-            await writer.execute("PRAGMA journal_mode = WAL")
-            await self._apply_schema(writer)
-            self._reader = await self._connect()
-            await self._reader.execute("PRAGMA query_only = ON")
+            reader = await aiosqlite.connect(self.path, isolation_level=None)
+            for pragma in [*self._pragmas(), "PRAGMA query_only = ON"]:
+                await reader.execute(pragma)
         except BaseException:
             await writer.close()
             raise
-        self._writer_conn = writer
-        self._writer = _WriteQueue(writer)
+        self._writer, self._reader = writer, reader
 
-    async def _apply_schema(self, conn: aiosqlite.Connection) -> None:
-        ((version,),) = await conn.execute_fetchall("PRAGMA user_version")
+    def _set_up(self, conn: sqlite3.Connection) -> None:
+        """WAL, and the schema if the file is new (on the writer thread)."""
+        conn.execute("PRAGMA journal_mode = WAL")
+        ((version,),) = conn.execute("PRAGMA user_version").fetchall()
         if version == SCHEMA_VERSION:
             return
         if version > SCHEMA_VERSION:
@@ -264,21 +173,20 @@ class SQLiteStore(Store):
                 f"{self.path} was written by a newer hookd (schema {version}); upgrade hookd to open it."
             )
         try:
-            await conn.executescript(f"BEGIN IMMEDIATE;\n{schema_sql()}\nCOMMIT;")
+            conn.executescript(f"BEGIN IMMEDIATE;\n{schema_sql()}\nCOMMIT;")
         except sqlite3.OperationalError:
             if conn.in_transaction:
-                await conn.execute("ROLLBACK")
-            ((version,),) = await conn.execute_fetchall("PRAGMA user_version")
+                conn.execute("ROLLBACK")
+            ((version,),) = conn.execute("PRAGMA user_version").fetchall()
             if version != SCHEMA_VERSION:  # not a concurrent creator that got there first
                 raise
 
     async def close(self) -> None:
         if self._writer is not None:
             await self._writer.close()
-        for conn in (self._reader, self._writer_conn):
-            if conn is not None:
-                await conn.close()
-        self._writer = self._writer_conn = self._reader = None
+        if self._reader is not None:
+            await self._reader.close()
+        self._writer = self._reader = None
 
     async def _write(self, op: WriteOp[T]) -> T:
         assert self._writer is not None, "store is not open"
@@ -298,8 +206,8 @@ class SQLiteStore(Store):
         placeholders = ", ".join(f":{c}" for c in row)
         sql = f"INSERT INTO agents ({columns}) VALUES ({placeholders}) RETURNING {AGENT_COLUMNS}"
 
-        async def op(conn: aiosqlite.Connection) -> Any:
-            return await conn.execute_fetchall(sql, row)
+        def op(conn: sqlite3.Connection) -> Any:
+            return conn.execute(sql, row).fetchall()
 
         try:
             (created,) = await self._write(op)
@@ -331,8 +239,8 @@ class SQLiteStore(Store):
         assignments = ", ".join(f"{c} = :{c}" for c in row if c != "id")
         sql = f"UPDATE agents SET {assignments} WHERE id = :id RETURNING {AGENT_COLUMNS}"
 
-        async def op(conn: aiosqlite.Connection) -> Any:
-            return await conn.execute_fetchall(sql, row)
+        def op(conn: sqlite3.Connection) -> Any:
+            return conn.execute(sql, row).fetchall()
 
         try:
             rows = await self._write(op)
@@ -355,13 +263,13 @@ class SQLiteStore(Store):
         now = time.time()
         result = _dumps(cancelled_result())
 
-        async def op(conn: aiosqlite.Connection) -> list[str] | None:
-            cancelled = await conn.execute_fetchall(
+        def op(conn: sqlite3.Connection) -> list[str] | None:
+            cancelled = conn.execute(
                 "UPDATE tasks SET status = 'FAILURE', result = ?, finished_at = ?"
                 " WHERE agent_id = ? AND status NOT IN ('SUCCESS', 'FAILURE') RETURNING id",
                 (result, now, agent_id),
-            )
-            cursor = await conn.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
+            ).fetchall()
+            cursor = conn.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
             return [r[0] for r in cancelled] if cursor.rowcount else None
 
         cancelled_ids = await self._write(op)
@@ -371,20 +279,22 @@ class SQLiteStore(Store):
 
     # -- tasks -------------------------------------------------------------------------
 
-    async def create_task(self, agent: Agent, payload_json: str) -> str:
+    async def enqueue(self, token_sha256: bytes, payload_json: str) -> str | None:
         task_id = uuid7()
         now = time.time()
-        params = (task_id, agent.id, payload_json, agent.max_attempts, now, now)
+        params = (task_id, payload_json, now, now, token_sha256)
 
-        async def op(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def op(conn: sqlite3.Connection) -> int:
+            # The token lookup happens inside the write: the webhook's hot path is one
+            # round trip to the writer, shared with every other webhook in its commit.
+            return conn.execute(
                 "INSERT INTO tasks (id, agent_id, payload, max_attempts, run_after, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                " SELECT ?1, id, ?2, max_attempts, ?3, ?4 FROM agents"
+                " WHERE token_sha256 = ?5 AND status = 'active'",
                 params,
-            )
+            ).rowcount
 
-        await self._write(op)
-        return task_id
+        return task_id if await self._write(op) == 1 else None
 
     async def get_task(self, task_id: str) -> Task | None:
         rows = await self._read(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
@@ -423,8 +333,8 @@ class SQLiteStore(Store):
     async def claim_batch(self, limit: int) -> list[Task]:
         params = {"now": time.time(), "limit": limit}
 
-        async def op(conn: aiosqlite.Connection) -> Any:
-            return await conn.execute_fetchall(CLAIM_SQL, params)
+        def op(conn: sqlite3.Connection) -> Any:
+            return conn.execute(CLAIM_SQL, params).fetchall()
 
         return [_task(r) for r in await self._write(op)]
 
@@ -432,9 +342,8 @@ class SQLiteStore(Store):
         sql = f"UPDATE tasks SET {assignments} WHERE id = :id AND status = 'STARTED'"
         params = params | {"id": task_id}
 
-        async def op(conn: aiosqlite.Connection) -> int:
-            cursor = await conn.execute(sql, params)
-            return cursor.rowcount
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute(sql, params).rowcount
 
         return await self._write(op) == 1
 
@@ -463,12 +372,12 @@ class SQLiteStore(Store):
     async def cancel(self, task_id: str) -> Task:
         params = (_dumps(cancelled_result()), time.time(), task_id)
 
-        async def op(conn: aiosqlite.Connection) -> Any:
-            return await conn.execute_fetchall(
+        def op(conn: sqlite3.Connection) -> Any:
+            return conn.execute(
                 "UPDATE tasks SET status = 'FAILURE', result = ?, finished_at = ?"
                 f" WHERE id = ? AND status NOT IN ('SUCCESS', 'FAILURE') RETURNING {TASK_COLUMNS}",
                 params,
-            )
+            ).fetchall()
 
         rows = await self._write(op)
         if rows:
@@ -481,8 +390,8 @@ class SQLiteStore(Store):
     async def recover_interrupted(self) -> Recovery:
         params = (_dumps(interrupted_result()), time.time())
 
-        async def op(conn: aiosqlite.Connection) -> Any:
-            return await conn.execute_fetchall(
+        def op(conn: sqlite3.Connection) -> Any:
+            return conn.execute(
                 "UPDATE tasks SET"
                 " status = CASE WHEN attempts < max_attempts THEN 'PENDING' ELSE 'FAILURE' END,"
                 " result = CASE WHEN attempts < max_attempts THEN NULL ELSE ?1 END,"
@@ -491,7 +400,7 @@ class SQLiteStore(Store):
                 " started_at = CASE WHEN attempts < max_attempts THEN NULL ELSE started_at END"
                 " WHERE status = 'STARTED' RETURNING status",
                 params,
-            )
+            ).fetchall()
 
         statuses = [r[0] for r in await self._write(op)]
         return Recovery(requeued=statuses.count("PENDING"), failed=statuses.count("FAILURE"))

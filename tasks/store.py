@@ -121,8 +121,9 @@ class Store(ABC):
     # -- tasks -------------------------------------------------------------------------
 
     @abstractmethod
-    async def create_task(self, agent: Agent, payload_json: str) -> str:
-        """Commit a new PENDING task for `agent` and return its id."""
+    async def enqueue(self, token_sha256: bytes, payload_json: str) -> str | None:
+        """Commit a new PENDING task for the *active* agent holding this webhook token and
+        return its id; None (and nothing stored) when no active agent holds it."""
 
     @abstractmethod
     async def get_task(self, task_id: str) -> Task | None:

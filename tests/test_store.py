@@ -40,8 +40,8 @@ async def test_reopening_keeps_data(store: SQLiteStore) -> None:
 
 
 async def test_status_values_are_checked(store: SQLiteStore) -> None:
-    agent = await store.create_agent({"name": "a"}, b"h" * 32)
-    task_id = await store.create_task(agent, "{}")
+    await store.create_agent({"name": "a"}, b"h" * 32)
+    task_id = await store.enqueue(b"h" * 32, "{}")
     with connect(store) as conn, pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         conn.execute("UPDATE tasks SET status = 'DONE' WHERE id = ?", (task_id,))
     with connect(store) as conn, pytest.raises(sqlite3.IntegrityError, match="CHECK"):
@@ -70,8 +70,9 @@ async def test_status_lookup_and_listing_use_indexes(store: SQLiteStore) -> None
 
 
 async def test_claim_counts_an_attempt_and_finish_is_guarded(store: SQLiteStore) -> None:
-    agent = await store.create_agent({"name": "a", "max_attempts": 2}, b"h" * 32)
-    task_id = await store.create_task(agent, '{"q": 1}')
+    await store.create_agent({"name": "a", "max_attempts": 2}, b"h" * 32)
+    assert await store.enqueue(b"x" * 32, "{}") is None  # no agent has that token
+    task_id = await store.enqueue(b"h" * 32, '{"q": 1}')
     (claimed,) = await store.claim_batch(10)
     assert (claimed.id, claimed.status, claimed.attempts) == (task_id, "STARTED", 1)
     assert await store.claim_batch(10) == []
@@ -82,10 +83,10 @@ async def test_claim_counts_an_attempt_and_finish_is_guarded(store: SQLiteStore)
 
 
 async def test_recovery_requeues_or_fails_by_attempts_left(store: SQLiteStore) -> None:
-    agent = await store.create_agent({"name": "a", "max_attempts": 2}, b"h" * 32)
-    first = await store.create_task(agent, "{}")
+    await store.create_agent({"name": "a", "max_attempts": 2}, b"h" * 32)
+    first = await store.enqueue(b"h" * 32, "{}")
     await store.claim_batch(1)
-    second = await store.create_task(agent, "{}")
+    second = await store.enqueue(b"h" * 32, "{}")
     await store.claim_batch(1)
     await store.retry_later(second, 0, {"error": "x", "type": "timeout"})
     await store.claim_batch(1)  # second is now STARTED on its last attempt
