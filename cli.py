@@ -229,7 +229,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         from server import serve
 
-        serve(settings)
+        try:
+            serve(settings)
+        except HookdError as exc:  # e.g. a --db path that cannot hold a database
+            sys.exit(f"hookd: {exc}")
     elif args.command == "settings":
         print(markdown_table())
     else:

@@ -32,8 +32,11 @@ SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 5000
 
 # How far down the queue a claim looks for tasks whose agent has room under its
-# max_concurrency. Tasks of a saturated agent at the head of a deeper queue wait their turn.
-CLAIM_SCAN_ROWS = 1000
+# max_concurrency: a few rows per free slot, so a claim for one slot stays cheap on a deep
+# queue. Tasks of other agents behind more than this many of a saturated agent's wait.
+CLAIM_SCAN_ROWS_PER_SLOT = 4
+CLAIM_SCAN_ROWS_MIN = 64
+CLAIM_SCAN_ROWS_MAX = 4000
 
 TASK_COLUMNS = (
     "id, agent_id, status, payload, result, last_error, attempts, max_attempts,"
@@ -62,7 +65,7 @@ WHERE rowid IN (
             -- the whole queue; the partial index is already in claim order.
             SELECT rowid, agent_id, run_after FROM tasks INDEXED BY tasks_queue
             WHERE status IN ('PENDING', 'RETRY') AND run_after <= :now
-            ORDER BY run_after, rowid LIMIT {CLAIM_SCAN_ROWS}
+            ORDER BY run_after, rowid LIMIT :scan
         ) AS q
         JOIN agents AS a ON a.id = q.agent_id AND a.status = 'active'
     ) AS c
@@ -144,15 +147,24 @@ class SQLiteStore(Store):
 
     def _connect_writer(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        for pragma in self._pragmas():
-            conn.execute(pragma)
+        try:
+            for pragma in self._pragmas():
+                conn.execute(pragma)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     async def open(self) -> None:
-        # A new file's folder; tiny and once per start, so done inline.
-        Path(self.path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
-        writer = Writer(self._connect_writer)
-        await writer.open(self._set_up)
+        """Connect, and create the schema if the file is new. StorageUnavailable if the
+        path cannot hold a hookd database (a folder, another kind of file, no permission)."""
+        try:
+            # A new file's folder; tiny and once per start, so done inline.
+            Path(self.path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+            writer = Writer(self._connect_writer)
+            await writer.open(self._set_up)
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageUnavailable(f"{self.path} cannot be opened as a hookd database: {exc}.") from None
         try:
             reader = await aiosqlite.connect(self.path, isolation_level=None)
             for pragma in [*self._pragmas(), "PRAGMA query_only = ON"]:
@@ -331,7 +343,8 @@ class SQLiteStore(Store):
         return int(count)
 
     async def claim_batch(self, limit: int) -> list[Task]:
-        params = {"now": time.time(), "limit": limit}
+        scan = min(max(limit * CLAIM_SCAN_ROWS_PER_SLOT, CLAIM_SCAN_ROWS_MIN), CLAIM_SCAN_ROWS_MAX)
+        params = {"now": time.time(), "limit": limit, "scan": scan}
 
         def op(conn: sqlite3.Connection) -> Any:
             return conn.execute(CLAIM_SQL, params).fetchall()

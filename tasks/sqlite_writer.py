@@ -60,7 +60,11 @@ class Writer:
                 raise
             return conn
 
-        self._conn = await self._in_thread(connect_and_set_up)
+        try:
+            self._conn = await self._in_thread(connect_and_set_up)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            raise
         self._task = asyncio.create_task(self._run(), name="hookd-sqlite-writer")
 
     async def close(self) -> None:

@@ -205,11 +205,6 @@ def test_usage_errors_come_from_argparse(cli: Cli) -> None:
     assert not cli.db.exists()
 
 
-@pytest.mark.xfail(
-    reason="hookd bug: sqlite3 errors from SQLiteStore.open reach the user as a traceback (and"
-    " at 6c55d50 a file that is not a database also leaks a connection, so the CLI never exits)",
-    raises=(AssertionError, subprocess.TimeoutExpired),
-)
 @pytest.mark.parametrize("kind", ["directory", "not a database"])
 def test_a_database_path_hookd_cannot_use(cli: Cli, kind: str) -> None:
     if kind == "directory":
