@@ -1,10 +1,10 @@
-"""hookd's benchmark, in one command: `python bench/run.py` (about 90 s per --sync mode).
+"""hookd's benchmark, in one command: `python bench/run.py` (about 80 s, plus 50 s per extra --sync).
 
 It starts the fake model (tests/fake_llm.py), then, each as its own process on 127.0.0.1:
 
 1. accepts: the bare aiohttp handler (bench/bare.py) and hookd's webhook, side by side,
    under the same load (bench/load.py, --connections at once, --duration-s), in
-   alternating order (bare, hookd, hookd, bare, …) to even out a noisy machine;
+   alternating order (bare, hookd, hookd, bare, …); each keeps its best round;
 2. end to end: --e2e-tasks webhooks to a fresh hookd whose agent's model answers at once,
    timed from the first request until every task is final;
 3. slow model: --slow-runs webhooks at once to a fresh hookd with --slow-workers workers,
@@ -392,7 +392,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--duration-s", type=float, default=10.0, help="per accept measurement")
     parser.add_argument("--warmup-s", type=float, default=1.0, help="before each accept measurement")
     parser.add_argument("--connections", type=int, default=64, help="for accepts and end to end")
-    parser.add_argument("--rounds", type=int, default=2, help="accept rounds, alternating the order")
+    parser.add_argument("--rounds", type=int, default=3, help="accept rounds, alternating the order")
     parser.add_argument(
         "--sync", nargs="+", choices=("full", "normal"), default=["full"], help="HOOKD_SYNC values to run"
     )
