@@ -190,6 +190,10 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
 class AccessLogger(AbstractAccessLogger):
     """aiohttp's access log without credentials: the webhook token segment is replaced."""
 
+    @property
+    def enabled(self) -> bool:  # spares the formatting when INFO is off
+        return self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
             '%s "%s %s HTTP/%d.%d" %d %d %.1fms',
