@@ -30,6 +30,7 @@ from tasks.sqlite_store import SQLiteStore
 log = logging.getLogger("hookd")
 
 CONNECT_TIMEOUT_S = 30.0
+LISTEN_BACKLOG = 1024
 
 
 def admin_key_path(settings: Settings) -> Path:
@@ -139,6 +140,9 @@ def serve(settings: Settings) -> None:
         print=None,
         # Open HTTP requests get a short grace; agent runs get HOOKD_SHUTDOWN_GRACE_S in the pool.
         shutdown_timeout=5.0,
+        # A burst of webhooks opens many connections at once; aiohttp's default of 128
+        # pending connections drops the rest, and their clients retry only a second later.
+        backlog=LISTEN_BACKLOG,
         **RUNNER_KWARGS,
     )
 
