@@ -37,6 +37,16 @@ class PayloadTooLarge(HookdError):
     status = 413
 
 
+class TooManyRequests(HookdError):
+    """Come back later: the answer carries Retry-After."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class StorageUnavailable(HookdError):
     """The database cannot take writes (disk full, read-only file); nothing was stored."""
 

@@ -52,7 +52,9 @@ CREATE INDEX tasks_queue ON tasks (run_after) WHERE status IN ('PENDING', 'RETRY
 CREATE INDEX tasks_running ON tasks (agent_id) WHERE status = 'STARTED';
 -- Admin listing, newest first, optionally for one agent.
 CREATE INDEX tasks_by_agent ON tasks (agent_id, id);
--- Admin listing filtered by status; also finds finished tasks for retention.
+-- Admin listing filtered by status.
 CREATE INDEX tasks_by_status ON tasks (status, id);
+-- Retention: the oldest finished tasks first.
+CREATE INDEX tasks_finished ON tasks (finished_at) WHERE status IN ('SUCCESS', 'FAILURE');
 
 PRAGMA user_version = 1;

@@ -1,12 +1,14 @@
 """hookd's server: the app factory, its resources, and `serve`.
 
 `create_app` does no I/O. The resources open in cleanup contexts, in order: the database,
-the HTTP client, the worker pool. They close in reverse, so workers stop (and write their
-final states) before the HTTP client and then the database close.
+the HTTP client, the worker pool, the retention sweeper. They close in reverse, so workers
+stop (and write their final states) before the HTTP client and then the database close.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -25,6 +27,7 @@ from api.app_keys import admin_key_key, http_session_key, pool_key, settings_key
 from api.edge import AccessLogger, error_middleware
 from settings import Settings
 from tasks.pool import WorkerPool
+from tasks.retention import run_retention
 from tasks.sqlite_store import SQLiteStore
 
 log = logging.getLogger("hookd")
@@ -94,6 +97,7 @@ async def worker_pool_ctx(app: web.Application) -> AsyncIterator[None]:
         workers=settings.workers,
         shutdown_grace_s=settings.shutdown_grace_s,
         retry_backoff_s=settings.retry_backoff_s,
+        max_pending=settings.max_pending,
     )
     await pool.start()
     app[pool_key] = pool
@@ -107,10 +111,27 @@ async def worker_pool_ctx(app: web.Application) -> AsyncIterator[None]:
 RUNNER_KWARGS: dict[str, Any] = {"access_log_class": AccessLogger}
 
 
+async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    if not settings.result_ttl_days:
+        yield
+        return
+    ttl_s = settings.result_ttl_days * 86400
+    # Sweep about as often as a hundredth of the TTL, between a second and an hour.
+    interval_s = min(max(ttl_s / 100, 1.0), 3600.0)
+    sweeper = asyncio.create_task(run_retention(app[store_key], ttl_s, interval_s), name="hookd-retention")
+    try:
+        yield
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[settings_key] = settings
-    app.cleanup_ctx.extend([database_ctx, http_client_ctx, worker_pool_ctx])
+    app.cleanup_ctx.extend([database_ctx, http_client_ctx, worker_pool_ctx, retention_ctx])
     add_routes(app)
     return app
 

@@ -102,6 +102,18 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "max_pending",
+        "100000",
+        "Most tasks waiting to run (PENDING or RETRY); past it, webhooks get 429 with Retry-After.",
+        _positive_int,
+    ),
+    Setting(
+        "result_ttl_days",
+        "30",
+        "Finished tasks older than this are deleted, a few at a time; 0 keeps them forever.",
+        _non_negative_float,
+    ),
+    Setting(
         "shutdown_grace_s",
         "30",
         "On SIGTERM/SIGINT, how long running agent runs may take to finish; the rest go back"
@@ -161,6 +173,8 @@ class Settings:
     admin_key: str
     public_url: str
     max_body_bytes: int
+    max_pending: int
+    result_ttl_days: float
     shutdown_grace_s: float
     retry_backoff_s: float
     sync: str

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,7 +19,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from api.app_keys import admin_key_key, settings_key
-from errors import HookdError, InvalidInput, PayloadTooLarge, Unauthorized
+from errors import HookdError, InvalidInput, PayloadTooLarge, TooManyRequests, Unauthorized
 
 log = logging.getLogger("hookd.http")
 
@@ -53,7 +54,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except HookdError as exc:
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        headers = {}
+        if isinstance(exc, Unauthorized):
+            headers["WWW-Authenticate"] = "Bearer"
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
         return error_response(exc.status, str(exc), headers)
     except web.HTTPException as exc:
         if exc.status < 400:

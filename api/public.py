@@ -10,10 +10,12 @@ from aiohttp import web
 from agents.tokens import WEBHOOK_PATH, looks_like_token, token_sha256
 from api.app_keys import pool_key, store_key
 from api.edge import dump_payload, read_webhook_payload
-from errors import Conflict, InvalidInput, NotFound
+from errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from tasks.ids import is_uuid
 
 routes = web.RouteTableDef()
+
+QUEUE_FULL_RETRY_AFTER_S = 5.0
 
 
 @routes.route("POST", WEBHOOK_PATH + "{token}")
@@ -22,6 +24,13 @@ async def trigger_webhook(request: web.Request) -> web.Response:
     """Queue a run of the token's agent; answer only once the task is committed."""
     token = request.match_info["token"]
     token_hash = token_sha256(token) if looks_like_token(token) else None
+    pool = request.app[pool_key]
+    if pool.queue_full():
+        raise TooManyRequests(
+            f"hookd has {pool.queue_depth} tasks waiting, its limit (HOOKD_MAX_PENDING); nothing was"
+            " stored. Send it again later.",
+            retry_after_s=QUEUE_FULL_RETRY_AFTER_S,
+        )
     try:
         payload_json = dump_payload(await read_webhook_payload(request))
         task_id = await request.app[store_key].enqueue(token_hash, payload_json) if token_hash else None
@@ -32,7 +41,7 @@ async def trigger_webhook(request: web.Request) -> web.Response:
         await _refuse_unless_active(request, token_hash)
         # The agent was paused and resumed, or its token rotated, in between.
         raise Conflict("The agent changed while this request was processed; send it again.")
-    request.app[pool_key].notify()
+    pool.accepted()
     return web.json_response({"success": True, "task_id": task_id})
 
 

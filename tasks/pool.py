@@ -25,6 +25,7 @@ log = logging.getLogger("hookd.pool")
 
 RunAgent = Callable[[Agent, str], Awaitable[dict[str, Any]]]
 MAX_BACKOFF_S = 300.0
+QUEUE_RECOUNT_S = 1.0
 
 
 def backoff_s(attempt: int, base_s: float) -> float:
@@ -49,6 +50,7 @@ class WorkerPool:
         workers: int,
         shutdown_grace_s: float,
         retry_backoff_s: float,
+        max_pending: int,
         poll_interval_s: float = 1.0,
     ) -> None:
         self._store = store
@@ -57,6 +59,11 @@ class WorkerPool:
         self._grace_s = shutdown_grace_s
         self._backoff_s = retry_backoff_s
         self._poll_interval_s = poll_interval_s
+        self._max_pending = max_pending
+        # Tasks waiting to run, kept without a count(*) per webhook: counted at start and
+        # on every safety poll, moved by accepts and claims in between.
+        self.queue_depth = 0
+        self._counted_at = 0.0
         self._running: dict[str, asyncio.Task[None]] = {}
         self._finishing: set[asyncio.Task[Any]] = set()
         self._cancelled: set[str] = set()  # running tasks the admin cancelled
@@ -69,8 +76,16 @@ class WorkerPool:
         return len(self._running)
 
     def notify(self) -> None:
-        """New work may be runnable: wake the dispatcher."""
+        """Work may have become runnable (e.g. an agent was resumed): wake the dispatcher."""
         self._wakeup.set()
+
+    def accepted(self) -> None:
+        """A webhook queued a task: count it and wake the dispatcher."""
+        self.queue_depth += 1
+        self._wakeup.set()
+
+    def queue_full(self) -> bool:
+        return self.queue_depth >= self._max_pending
 
     async def start(self) -> None:
         recovery = await self._store.recover_interrupted()
@@ -80,6 +95,7 @@ class WorkerPool:
                 recovery.requeued,
                 recovery.failed,
             )
+        await self._recount_queue()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="hookd-dispatcher")
 
     async def stop(self) -> None:
@@ -132,13 +148,24 @@ class WorkerPool:
                 except Exception:
                     log.exception("claiming tasks failed; trying again in %g s", self._poll_interval_s)
                     claimed = []
+                self.queue_depth = max(0, self.queue_depth - len(claimed))
                 for task in claimed:
                     self._running[task.id] = asyncio.create_task(self._run(task), name=f"hookd-run-{task.id}")
                 if claimed and len(claimed) == free:
                     continue  # the queue may hold more; claim again once a slot frees
+            if time.monotonic() - self._counted_at > QUEUE_RECOUNT_S:
+                await self._recount_queue()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._poll_interval_s):
                     await self._wakeup.wait()
+
+    async def _recount_queue(self) -> None:
+        """Correct the queue depth against the database (cancels, retries, the CLI)."""
+        self._counted_at = time.monotonic()
+        try:
+            self.queue_depth = await self._store.queue_depth()
+        except Exception:
+            log.exception("counting the queue failed")
 
     async def _run(self, task: Task) -> None:
         started = time.monotonic()

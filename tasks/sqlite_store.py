@@ -400,6 +400,18 @@ class SQLiteStore(Store):
             raise NotFound(f"No task has id '{task_id}'.")
         raise Conflict(f"Task '{task_id}' already finished ({task.status}); there is nothing to cancel.")
 
+    async def purge_finished(self, finished_before: float, limit: int) -> int:
+        params = (finished_before, limit)
+
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM tasks WHERE rowid IN (SELECT rowid FROM tasks INDEXED BY tasks_finished"
+                " WHERE status IN ('SUCCESS', 'FAILURE') AND finished_at < ? ORDER BY finished_at LIMIT ?)",
+                params,
+            ).rowcount
+
+        return await self._write(op)
+
     async def recover_interrupted(self) -> Recovery:
         params = (_dumps(interrupted_result()), time.time())
 

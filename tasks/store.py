@@ -174,6 +174,11 @@ class Store(ABC):
         """End an unfinished task FAILURE "cancelled". NotFound, or Conflict if final."""
 
     @abstractmethod
+    async def purge_finished(self, finished_before: float, limit: int) -> int:
+        """Delete up to `limit` SUCCESS/FAILURE tasks finished before this epoch time, oldest
+        first; return how many."""
+
+    @abstractmethod
     async def recover_interrupted(self) -> Recovery:
         """At start-up: STARTED tasks (their process died) are queued again while attempts
         remain, else end FAILURE "interrupted"."""
