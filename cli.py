@@ -51,6 +51,8 @@ def _agent_fields(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, name, None)
         if value is not None:
             data[name] = value
+    if getattr(args, "agent_rate_limit", None) is not None:
+        data["rate_limit"] = args.agent_rate_limit
     llm = {
         k: getattr(args, k)
         for k in ("provider", "model", "base_url", "api_key_env")
@@ -161,6 +163,8 @@ def _add_agent_flags(parser: argparse.ArgumentParser, *, creating: bool) -> None
     parser.add_argument("--max-attempts", type=int)
     parser.add_argument("--timeout-s", type=float)
     parser.add_argument("--max-concurrency", type=int)
+    # dest differs from the name: `rate_limit` is also a setting, read from the same namespace.
+    parser.add_argument("--rate-limit", dest="agent_rate_limit", help="e.g. 60/min; '' for the default")
     if creating:
         parser.add_argument("--paused", dest="status", action="store_const", const="paused")
     else:

@@ -15,6 +15,7 @@ CREATE TABLE agents (
     max_attempts    INTEGER NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
     timeout_s       REAL NOT NULL DEFAULT 120 CHECK (timeout_s > 0),
     max_concurrency INTEGER CHECK (max_concurrency IS NULL OR max_concurrency >= 1),
+    rate_limit      TEXT,                          -- like '60/min'; NULL: HOOKD_RATE_LIMIT
     -- active: webhooks accepted, queued tasks run.
     -- paused: webhooks answered 409, queued tasks wait until the agent is active again.
     status          TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'paused')),

@@ -23,8 +23,16 @@ from aiohttp import web
 
 from agents.run import LLMDefaults, run_agent
 from api import add_routes
-from api.app_keys import admin_key_key, http_session_key, pool_key, settings_key, store_key
+from api.app_keys import (
+    admin_key_key,
+    http_session_key,
+    pool_key,
+    rate_limiter_key,
+    settings_key,
+    store_key,
+)
 from api.edge import AccessLogger, error_middleware
+from api.rate_limit import RateLimiter
 from settings import Settings
 from tasks.pool import WorkerPool
 from tasks.retention import run_retention
@@ -68,6 +76,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     await store.open()
     app[store_key] = store
     app[admin_key_key] = load_admin_key(settings)
+    app[rate_limiter_key] = RateLimiter(store, settings.rate_limit)
     try:
         yield
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,33 @@ def _http_url(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """`count` requests per `period_s`, as a token bucket: bursts up to `count`."""
+
+    count: int
+    period_s: float
+
+    def __str__(self) -> str:
+        unit = {1.0: "s", 60.0: "min", 3600.0: "hour", 86400.0: "day"}[self.period_s]
+        return f"{self.count}/{unit}"
+
+
+_RATE = re.compile(r"\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*")
+_PERIODS_S = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
+              "h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}  # fmt: skip
+
+
+def parse_rate_limit(text: str) -> RateLimit | None:
+    """'60/min' → RateLimit(60, 60.0); '' → None (no limit). ValueError when malformed."""
+    if not text.strip():
+        return None
+    match = _RATE.fullmatch(text)
+    if match is None or int(match.group(1)) < 1:
+        raise ValueError("must look like 60/min (a count of 1 or more per s, min, hour or day)")
+    return RateLimit(int(match.group(1)), _PERIODS_S[match.group(2)])
+
+
+@dataclass(frozen=True)
 class Setting:
     name: str
     default: str
@@ -106,6 +134,13 @@ SETTINGS: tuple[Setting, ...] = (
         "100000",
         "Most tasks waiting to run (PENDING or RETRY); past it, webhooks get 429 with Retry-After.",
         _positive_int,
+    ),
+    Setting(
+        "rate_limit",
+        "",
+        "Webhooks each agent takes, like 60/min (per s, min, hour or day), in bursts up to the"
+        " count; past it, 429 with Retry-After. An agent's own rate_limit wins. Unset: no limit.",
+        parse_rate_limit,
     ),
     Setting(
         "result_ttl_days",
@@ -174,6 +209,7 @@ class Settings:
     public_url: str
     max_body_bytes: int
     max_pending: int
+    rate_limit: RateLimit | None
     result_ttl_days: float
     shutdown_grace_s: float
     retry_backoff_s: float

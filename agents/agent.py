@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from agents.prompt import check_template
 from errors import InvalidInput
+from settings import parse_rate_limit
 
 PROVIDERS = ("openai", "anthropic", "echo")
 AGENT_STATUSES = ("active", "paused")
@@ -42,6 +43,7 @@ class Agent:
     max_attempts: int
     timeout_s: float
     max_concurrency: int | None
+    rate_limit: str | None  # like "60/min"; None: the server's HOOKD_RATE_LIMIT
     status: str
     created_at: float
     updated_at: float
@@ -57,6 +59,7 @@ class Agent:
             "max_attempts": self.max_attempts,
             "timeout_s": self.timeout_s,
             "max_concurrency": self.max_concurrency,
+            "rate_limit": self.rate_limit,
             "status": self.status,
             "created_at": iso_time(self.created_at),
             "updated_at": iso_time(self.updated_at),
@@ -127,7 +130,7 @@ def validate_agent_fields(data: Any, *, creating: bool) -> dict[str, Any]:
         raise InvalidInput("The body must be a JSON object describing the agent.")
     known = {
         "name", "description", "prompt", "input_template", "llm",
-        "max_attempts", "timeout_s", "max_concurrency", "status",
+        "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -156,6 +159,16 @@ def validate_agent_fields(data: Any, *, creating: bool) -> dict[str, Any]:
             fields[key] = float(value)
         elif key == "max_concurrency":
             fields[key] = None if value is None else _int(key, value, 1, 10_000)
+        elif key == "rate_limit":
+            if value is None or value == "":
+                fields[key] = None
+                continue
+            if not isinstance(value, str):
+                raise InvalidInput("'rate_limit' must be a string like '60/min', or null.")
+            try:
+                fields[key] = str(parse_rate_limit(value))
+            except ValueError as exc:
+                raise InvalidInput(f"'rate_limit' {exc}.") from None
         elif key == "status":
             if value not in AGENT_STATUSES:
                 raise InvalidInput("'status' must be 'active' or 'paused'.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from api.rate_limit import RateLimiter
 from settings import Settings
 from tasks.pool import WorkerPool
 from tasks.store import Store
@@ -14,3 +15,4 @@ store_key = web.AppKey("store", Store)
 admin_key_key = web.AppKey("admin_key", str)
 http_session_key = web.AppKey("http_session", aiohttp.ClientSession)
 pool_key = web.AppKey("pool", WorkerPool)
+rate_limiter_key = web.AppKey("rate_limiter", RateLimiter)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from agents.tokens import WEBHOOK_PATH, looks_like_token, token_sha256
-from api.app_keys import pool_key, store_key
+from api.app_keys import pool_key, rate_limiter_key, store_key
 from api.edge import dump_payload, read_webhook_payload
 from errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from tasks.ids import is_uuid
@@ -31,6 +31,8 @@ async def trigger_webhook(request: web.Request) -> web.Response:
             " stored. Send it again later.",
             retry_after_s=QUEUE_FULL_RETRY_AFTER_S,
         )
+    if token_hash is not None:
+        await request.app[rate_limiter_key].check(token_hash)
     try:
         payload_json = dump_payload(await read_webhook_payload(request))
         task_id = await request.app[store_key].enqueue(token_hash, payload_json) if token_hash else None

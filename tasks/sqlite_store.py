@@ -44,11 +44,11 @@ TASK_COLUMNS = (
 )
 AGENT_COLUMNS = (
     "id, name, description, prompt, input_template, llm, max_attempts, timeout_s,"
-    " max_concurrency, status, created_at, updated_at"
+    " max_concurrency, rate_limit, status, created_at, updated_at"
 )
 _AGENT_WRITABLE = (
     "name", "description", "prompt", "input_template", "llm",
-    "max_attempts", "timeout_s", "max_concurrency", "status",
+    "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status",
 )  # fmt: skip
 
 # Runnable tasks in queue order, then the ones whose agent still has room once the
@@ -119,9 +119,10 @@ def _agent(row: Sequence[Any]) -> Agent:
         max_attempts=row[6],
         timeout_s=row[7],
         max_concurrency=row[8],
-        status=row[9],
-        created_at=row[10],
-        updated_at=row[11],
+        rate_limit=row[9],
+        status=row[10],
+        created_at=row[11],
+        updated_at=row[12],
     )
 
 

@@ -55,6 +55,7 @@ async def test_create_agent_defaults_and_webhook_url(hookd: Hookd) -> None:
         "max_attempts": 3,
         "timeout_s": 120.0,
         "max_concurrency": None,
+        "rate_limit": None,
         "status": "active",
         "created_at": None,
         "updated_at": None,
@@ -87,6 +88,8 @@ async def test_public_url_setting_shapes_the_webhook_url(make_hookd: Any) -> Non
         ({"name": "a", "timeout_s": -1}, 400, "'timeout_s'"),
         ({"name": "a", "max_concurrency": 0}, 400, "'max_concurrency'"),
         ({"name": "a", "status": "sleeping"}, 400, "'status'"),
+        ({"name": "a", "rate_limit": "60/week"}, 400, "'rate_limit' must look like 60/min"),
+        ({"name": "a", "rate_limit": 60}, 400, "'rate_limit' must be a string"),
         ({"name": "a", "input_template": "{{ os.system('x') }}"}, 400, "unknown placeholder"),
     ],
 )

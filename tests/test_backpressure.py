@@ -7,6 +7,7 @@ import sqlite3
 import time
 from typing import Any
 
+from settings import parse_rate_limit
 from tests.conftest import Hookd
 
 
@@ -34,6 +35,37 @@ async def test_full_queue_is_429_and_drops_nothing(make_hookd: Any) -> None:
         assert time.monotonic() < deadline, "the queue never made room"
         await asyncio.sleep(0.05)
     assert response.status == 200
+
+
+async def test_agent_rate_limit_is_a_token_bucket(hookd: Hookd) -> None:
+    limited = await hookd.create_agent(rate_limit="3/min")
+    free = await hookd.create_agent()
+    for _ in range(3):  # a burst up to the count
+        await hookd.trigger(limited)
+    refused = await hookd.client.post(limited["webhook_path"], json={})
+    assert refused.status == 429
+    assert 15 <= int(refused.headers["Retry-After"]) <= 20  # one token per 20 s
+    assert "at most 3/min" in (await refused.json())["message"]
+    for _ in range(5):  # other agents keep their own buckets
+        await hookd.trigger(free)
+    assert hookd.count_rows() == 8
+
+
+async def test_server_rate_limit_applies_unless_the_agent_has_its_own(make_hookd: Any) -> None:
+    hookd: Hookd = await make_hookd(rate_limit=parse_rate_limit("2/hour"))
+    default = await hookd.create_agent()
+    generous = await hookd.create_agent(rate_limit="100/s")
+    for _ in range(2):
+        await hookd.trigger(default)
+    assert (await hookd.client.post(default["webhook_path"], json={})).status == 429
+    for _ in range(10):
+        await hookd.trigger(generous)
+    # Lifting the agent's limit takes effect within the one-second lookup cache.
+    await hookd.client.patch(f"/api/agents/{default['id']}", json={"rate_limit": "1000/s"}, headers=hookd.admin)
+    deadline = time.monotonic() + 5
+    while (await hookd.client.post(default["webhook_path"], json={})).status == 429:
+        assert time.monotonic() < deadline, "the new limit never applied"
+        await asyncio.sleep(0.1)
 
 
 async def test_finished_tasks_expire_and_queued_ones_stay(make_hookd: Any) -> None:
