@@ -18,7 +18,7 @@ from typing import Any
 
 from agents.agent import Agent
 from agents.providers import ModelError
-from errors import NotFound
+from errors import NotFound, StorageUnavailable
 from tasks.store import Store, Task
 
 log = logging.getLogger("hookd.pool")
@@ -26,6 +26,8 @@ log = logging.getLogger("hookd.pool")
 RunAgent = Callable[[Agent, str], Awaitable[dict[str, Any]]]
 MAX_BACKOFF_S = 300.0
 QUEUE_RECOUNT_S = 1.0
+FINAL_WRITE_RETRY_S = 0.1
+MAX_FINAL_WRITE_RETRY_S = 5.0
 
 
 def backoff_s(attempt: int, base_s: float) -> float:
@@ -179,20 +181,38 @@ class WorkerPool:
                 if task.id in self._cancelled:
                     self._cancelled.discard(task.id)
                 else:  # shutdown: this attempt does not count
-                    await self._shielded(self._store.requeue(task.id))
+                    await self._final_write(task, lambda: self._store.requeue(task.id))
                     log.info("task %s back to PENDING (shutdown)", task.id)
                 raise
-            await self._shielded(self._record(task, outcome, time.monotonic() - started))
+            elapsed_s = time.monotonic() - started
+            await self._final_write(task, lambda: self._record(task, outcome, elapsed_s))
         finally:
             self._running.pop(task.id, None)
             self._wakeup.set()  # a slot, and maybe an agent's concurrency, is free
 
-    async def _shielded(self, write: Awaitable[Any]) -> Any:
-        """Run a final state write to completion even if this run is cancelled meanwhile."""
-        future = asyncio.ensure_future(write)
+    async def _final_write(self, task: Task, write: Callable[[], Awaitable[Any]]) -> None:
+        """Write a run's final state, even if the run is cancelled meanwhile (shielded), and
+        even if the database refuses writes for a while (retried, holding the worker)."""
+        future = asyncio.ensure_future(self._write_until_stored(task, write))
         self._finishing.add(future)
         future.add_done_callback(self._finishing.discard)
-        return await asyncio.shield(future)
+        await asyncio.shield(future)
+
+    async def _write_until_stored(self, task: Task, write: Callable[[], Awaitable[Any]]) -> None:
+        delay_s = FINAL_WRITE_RETRY_S
+        while True:
+            try:
+                await write()
+                return
+            except StorageUnavailable:
+                if self._stopping:  # left STARTED: the next start recovers it
+                    log.error("task %s: its final state could not be written before shutdown", task.id)
+                    return
+                log.warning(
+                    "task %s: database refuses writes; recording its state again in %g s", task.id, delay_s
+                )
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, MAX_FINAL_WRITE_RETRY_S)
 
     async def _execute(self, task: Task) -> _Outcome:
         if task.agent_id is None:

@@ -361,12 +361,6 @@ class LostRun(AssertionError):
     """A run's final write was refused and its task never became final: the known bug below."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=LostRun,  # only that: any other failure of this test is a failure
-    reason="hookd bug: a run whose final write fails (disk full, read-only file) stays STARTED"
-    " until the next restart; its result is lost (tasks/pool.py WorkerPool._run)",
-)
 async def test_runs_that_end_while_the_database_cannot_be_written_finish_once_it_can(
     storage_fault: StorageFault, processes: HookdProcesses, http: aiohttp.ClientSession, fake_llm: FakeLLM
 ) -> None:
