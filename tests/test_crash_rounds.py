@@ -23,7 +23,8 @@ from typing import Any
 import aiohttp
 
 from tests.fake_llm import FakeLLM
-from tests.fault_support import (
+from tests.processes import HookdProcess, HookdProcesses, free_port
+from tests.remote import (
     FINAL,
     Api,
     count_unfinished,
@@ -33,7 +34,6 @@ from tests.fault_support import (
     read_tasks,
     row_problems,
 )
-from tests.processes import HookdProcess, HookdProcesses, free_port
 
 ROUNDS = 5
 WEBHOOKS_PER_ROUND = 2000

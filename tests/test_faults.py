@@ -26,7 +26,8 @@ import aiohttp
 import pytest
 
 from tests.fake_llm import FakeLLM
-from tests.fault_support import (
+from tests.processes import HookdProcess, HookdProcesses
+from tests.remote import (
     Api,
     integrity_problems,
     poll,
@@ -35,7 +36,6 @@ from tests.fault_support import (
     row_problems,
     wait_until,
 )
-from tests.processes import HookdProcess, HookdProcesses
 
 
 @pytest.fixture

@@ -8,22 +8,19 @@ event loop, so every blocking wait on a process goes through a thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.fake_llm import FakeLLM
 from tests.processes import HookdProcess, HookdProcesses
+from tests.remote import Api, poll, questions_sent, read_tasks
 
-T = TypeVar("T")
-FINAL = ("SUCCESS", "FAILURE")
 Spawn = Callable[..., Awaitable[HookdProcess]]
 
 
@@ -46,76 +43,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def poll(
-    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], what: str, timeout_s: float = 10.0
-) -> T:
-    """Await `probe()` until `done(value)`; fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await probe()
-        if done(value):
-            return value
-        assert time.monotonic() < deadline, f"{what}: not reached after {timeout_s} s; last seen {value!r}"
-        await asyncio.sleep(0.02)
-
-
-class Client:
-    """hookd's HTTP API at one address; it stays valid across restarts on the same port."""
-
-    def __init__(self, http: aiohttp.ClientSession, hookd: HookdProcess) -> None:
-        self.http = http
-        self.url = hookd.url
-        self.admin = hookd.admin
-
-    async def create_agent(self, **fields: Any) -> dict[str, Any]:
-        body = {"name": f"agent-{time.monotonic_ns()}", "prompt": "Be brief."} | fields
-        async with self.http.post(self.url + "/api/agents", json=body, headers=self.admin) as response:
-            assert response.status == 201, await response.text()
-            agent: dict[str, Any] = await response.json()
-        assert agent["webhook_url"].startswith(self.url + "/api/webhooks/agents/")
-        return agent
-
-    async def update_agent(self, agent_id: str, **fields: Any) -> None:
-        url = f"{self.url}/api/agents/{agent_id}"
-        async with self.http.patch(url, json=fields, headers=self.admin) as response:
-            assert response.status == 200, await response.text()
-
-    async def trigger(self, agent: dict[str, Any], payload: dict[str, Any]) -> str:
-        async with self.http.post(agent["webhook_url"], json=payload) as response:
-            body = await response.json()
-            assert response.status == 200, body
-        return str(body["task_id"])
-
-    async def status(self, task_id: str) -> dict[str, Any]:
-        async with self.http.get(self.url + "/api/task_status", params={"task_id": task_id}) as response:
-            assert response.status == 200, await response.text()
-            body: dict[str, Any] = await response.json()
-        return body
-
-    async def statuses(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
-        bodies = await asyncio.gather(*(self.status(task_id) for task_id in task_ids))
-        return dict(zip(task_ids, bodies, strict=True))
-
-    async def wait_all(
-        self, task_ids: list[str], statuses: tuple[str, ...] = FINAL, timeout_s: float = 10.0
-    ) -> dict[str, dict[str, Any]]:
-        """Poll until every task is in one of `statuses`."""
-        return await poll(
-            lambda: self.statuses(task_ids),
-            lambda seen: all(body["status"] in statuses for body in seen.values()),
-            f"{len(task_ids)} tasks in {'/'.join(statuses)}",
-            timeout_s,
-        )
-
-
-def read_tasks(db: Path) -> dict[str, dict[str, Any]]:
-    """The tasks table straight from the database file, as the next process would find it."""
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        conn.row_factory = sqlite3.Row
-        rows = conn.execute("SELECT id, status, attempts, result, started_at, finished_at FROM tasks")
-        return {row["id"]: dict(row) for row in rows}
-
-
 async def wait_for_calls(fake_llm: FakeLLM, count: int) -> None:
     """Until the model has received `count` calls in all, so the runs are mid-call."""
 
@@ -129,24 +56,19 @@ def count_by_status(seen: dict[str, dict[str, Any]]) -> Counter[str]:
     return Counter(body["status"] for body in seen.values())
 
 
-def questions_sent(fake_llm: FakeLLM, model: str) -> Counter[str]:
-    """How many times the model was asked each question (the webhook payload's `question`)."""
-    return Counter(call.body["messages"][-1]["content"] for call in fake_llm.calls_for(model))
-
-
 async def test_kill_9_mid_run_runs_the_interrupted_tasks_again(
     spawn_hookd: Spawn, http: aiohttp.ClientSession, fake_llm: FakeLLM
 ) -> None:
     hookd = await spawn_hookd(workers=8)
-    client = Client(http, hookd)
-    agent = await client.create_agent(llm={"model": "sleep=2"}, max_attempts=3)
+    api = Api(http, hookd)
+    agent = await api.create_agent(llm={"model": "sleep=2"}, max_attempts=3)
     questions = [f"task {n}" for n in range(20)]
-    task_ids = list(await asyncio.gather(*(client.trigger(agent, {"question": q}) for q in questions)))
+    task_ids = list(await asyncio.gather(*(api.trigger(agent, {"question": q}) for q in questions)))
     question_of = dict(zip(task_ids, questions, strict=True))
 
     # Eight workers: eight runs wait on the model for 2 s, twelve tasks queue behind them.
     await poll(
-        lambda: client.statuses(task_ids),
+        lambda: api.statuses(task_ids),
         lambda seen: count_by_status(seen) == {"STARTED": 8, "PENDING": 12},
         "8 runs in flight",
     )
@@ -159,7 +81,7 @@ async def test_kill_9_mid_run_runs_the_interrupted_tasks_again(
     assert all(row["attempts"] == (1 if row["status"] == "STARTED" else 0) for row in at_kill.values())
 
     await spawn_hookd(port=hookd.port, workers=20)  # all twenty in one 2 s round
-    done = await client.wait_all(task_ids)
+    done = await api.wait_all(task_ids)
     for task_id, body in done.items():
         assert body["status"] == "SUCCESS", body
         assert body["result"]["answer"] == f"You said: {question_of[task_id]}"
@@ -174,43 +96,43 @@ async def test_kill_9_on_the_last_attempt_fails_the_task_interrupted(
     spawn_hookd: Spawn, http: aiohttp.ClientSession, fake_llm: FakeLLM
 ) -> None:
     hookd = await spawn_hookd()
-    client = Client(http, hookd)
-    agent = await client.create_agent(llm={"model": "mode=hang"}, max_attempts=1)
-    task_id = await client.trigger(agent, {"question": "never answered"})
-    await client.wait_all([task_id], ("STARTED",))
+    api = Api(http, hookd)
+    agent = await api.create_agent(llm={"model": "mode=hang"}, max_attempts=1)
+    task_id = await api.trigger(agent, {"question": "never answered"})
+    await api.wait_all([task_id], ("STARTED",))
     await wait_for_calls(fake_llm, 1)
     hookd.kill()
     assert read_tasks(hookd.db)[task_id]["status"] == "STARTED"
 
     await spawn_hookd(port=hookd.port)
-    body = await client.status(task_id)  # final once the server answers: recovery runs before it listens
+    body = await api.status(task_id)  # final once the server answers: recovery runs before it listens
     assert body["status"] == "FAILURE", body
     assert body["result"]["type"] == "interrupted"
     assert body["attempts"] == 1 and body["finished_at"] is not None
 
     # A later task runs to the end, so the restarted pool has been claiming: the
     # interrupted one was not among its claims.
-    other = await client.create_agent(llm={"model": "ok"})
-    after = await client.wait_all([await client.trigger(other, {"question": "after the restart"})])
+    other = await api.create_agent(llm={"model": "ok"})
+    after = await api.wait_all([await api.trigger(other, {"question": "after the restart"})])
     assert [body["status"] for body in after.values()] == ["SUCCESS"]
     assert len(fake_llm.calls_for("mode=hang")) == 1
-    assert (await client.status(task_id))["status"] == "FAILURE"
+    assert (await api.status(task_id))["status"] == "FAILURE"
 
 
 async def test_sigterm_lets_short_runs_finish_and_requeues_cut_off_ones_unspent(
     spawn_hookd: Spawn, http: aiohttp.ClientSession, fake_llm: FakeLLM
 ) -> None:
     hookd = await spawn_hookd(shutdown_grace_s="3")
-    client = Client(http, hookd)
-    short = await client.create_agent(llm={"model": "sleep=1"}, max_attempts=3)
-    long = await client.create_agent(llm={"model": "sleep=30"}, max_attempts=3)
-    short_ids = [await client.trigger(short, {"question": f"short {n}"}) for n in range(3)]
-    long_ids = [await client.trigger(long, {"question": f"long {n}"}) for n in range(3)]
-    await client.wait_all(short_ids + long_ids, ("STARTED",))
+    api = Api(http, hookd)
+    short = await api.create_agent(llm={"model": "sleep=1"}, max_attempts=3)
+    long = await api.create_agent(llm={"model": "sleep=30"}, max_attempts=3)
+    short_ids = [await api.trigger(short, {"question": f"short {n}"}) for n in range(3)]
+    long_ids = [await api.trigger(long, {"question": f"long {n}"}) for n in range(3)]
+    await api.wait_all(short_ids + long_ids, ("STARTED",))
     await wait_for_calls(fake_llm, 6)
     # The next start runs the long tasks on a fast model, to keep this test short. Runs in
     # flight keep the agent they started with.
-    await client.update_agent(long["id"], llm={"model": "ok"})
+    await api.update_agent(long["id"], llm={"model": "ok"})
 
     terminated_at = time.time()
     hookd.terminate()
@@ -228,7 +150,7 @@ async def test_sigterm_lets_short_runs_finish_and_requeues_cut_off_ones_unspent(
         assert row["result"] is None
 
     await spawn_hookd(port=hookd.port)
-    done = await client.wait_all(long_ids)
+    done = await api.wait_all(long_ids)
     for n, task_id in enumerate(long_ids):
         body = done[task_id]
         assert (body["status"], body["attempts"]) == ("SUCCESS", 1), body
@@ -236,15 +158,15 @@ async def test_sigterm_lets_short_runs_finish_and_requeues_cut_off_ones_unspent(
     assert questions_sent(fake_llm, "sleep=1") == {"short 0": 1, "short 1": 1, "short 2": 1}
     assert questions_sent(fake_llm, "sleep=30") == {"long 0": 1, "long 1": 1, "long 2": 1}
     assert questions_sent(fake_llm, "ok") == {"long 0": 1, "long 1": 1, "long 2": 1}
-    assert all(body["status"] == "SUCCESS" for body in (await client.statuses(short_ids)).values())
+    assert all(body["status"] == "SUCCESS" for body in (await api.statuses(short_ids)).values())
 
 
 async def test_every_acknowledged_webhook_survives_kill_9(
     spawn_hookd: Spawn, http: aiohttp.ClientSession
 ) -> None:
     hookd = await spawn_hookd()
-    client = Client(http, hookd)
-    agent = await client.create_agent(llm={"model": "ok"})
+    api = Api(http, hookd)
+    agent = await api.create_agent(llm={"model": "ok"})
     acknowledged: list[str] = []
     half_acknowledged = asyncio.Event()
 
@@ -276,11 +198,11 @@ async def test_sigterm_with_every_worker_busy_and_more_queued(
     yielding (5c9bba1): no HTTP answers, SIGTERM ignored. Only a process shows that safely;
     in the test's own event loop the spin would hang the suite."""
     hookd = await spawn_hookd(workers=1, shutdown_grace_s="0.5")
-    client = Client(http, hookd)
-    agent = await client.create_agent(llm={"model": "mode=hang"})
-    running = await client.trigger(agent, {"question": "takes the only worker"})
-    await client.wait_all([running], ("STARTED",))
-    queued = await client.trigger(agent, {"question": "waits for a worker"})
+    api = Api(http, hookd)
+    agent = await api.create_agent(llm={"model": "mode=hang"})
+    running = await api.trigger(agent, {"question": "takes the only worker"})
+    await api.wait_all([running], ("STARTED",))
+    queued = await api.trigger(agent, {"question": "waits for a worker"})
 
     async with asyncio.timeout(2.0):
         async with http.get(hookd.url + "/api/health") as response:

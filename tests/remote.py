@@ -1,6 +1,6 @@
-"""Shared by the fault tests (test_faults.py, test_crash_rounds.py): hookd's HTTP API over
-real sockets, bounded polling, and the tasks table read straight from the database file,
-with the checks that say a row is whole.
+"""How a test talks to and looks into a hookd subprocess (tests/processes.py starts it): its
+HTTP API over real sockets, bounded polling, the tasks table read straight from its database
+file with the checks that say a row is whole, and what the fake model was asked.
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ class Api:
         async with self.http.post(self.url + "/api/agents", json=body, headers=self.admin) as response:
             assert response.status == 201, await response.text()
             agent: dict[str, Any] = await response.json()
+        # `trigger` and `send` post to this URL: it must reach this process, and the next one on the port.
+        assert agent["webhook_url"].startswith(self.url + "/api/webhooks/agents/")
         return agent
 
     async def update_agent(self, agent_id: str, **fields: Any) -> None:
