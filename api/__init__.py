@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import admin, public
+from api import admin, openapi, public
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_routes(public.routes)
     app.router.add_routes(admin.routes)
+    app.router.add_routes(openapi.routes)
