@@ -66,9 +66,18 @@ class Agent:
         }
 
 
+def _encodable(name: str, value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"'{name}' contains an unpaired UTF-16 surrogate; send valid Unicode.") from None
+    return value
+
+
 def _text(name: str, value: Any, *, max_chars: int, required: bool = False) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"'{name}' must be a string.")
+    _encodable(name, value)
     if required and not value.strip():
         raise InvalidInput(f"'{name}' must not be empty.")
     if len(value) > max_chars:
@@ -103,12 +112,18 @@ def _llm(value: Any) -> dict[str, str]:
             continue  # unset: use the server default
         if not isinstance(item, str):
             raise InvalidInput(f"'llm.{key}' must be a string.")
-        llm[key] = item
+        llm[key] = _encodable(f"llm.{key}", item)
     if "provider" in llm and llm["provider"] not in PROVIDERS:
         raise InvalidInput(f"'llm.provider' must be one of {', '.join(PROVIDERS)}.")
     if "base_url" in llm:
-        parts = urlsplit(llm["base_url"])
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        try:
+            parts = urlsplit(llm["base_url"])
+            parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+        except ValueError:  # e.g. "http://[": an unterminated IPv6 address
+            valid = False
+        else:
+            valid = parts.scheme in ("http", "https") and bool(parts.netloc)
+        if not valid:
             raise InvalidInput(
                 "'llm.base_url' must be an http:// or https:// API root, e.g."
                 " http://127.0.0.1:11434/v1 or https://api.anthropic.com."
@@ -152,7 +167,9 @@ def validate_agent_fields(data: Any, *, creating: bool) -> dict[str, Any]:
         elif key == "max_attempts":
             fields[key] = _int(key, value, 1, MAX_ATTEMPTS)
         elif key == "timeout_s":
-            if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidInput("'timeout_s' must be a number of seconds.")
+            if isinstance(value, float) and math.isnan(value):
                 raise InvalidInput("'timeout_s' must be a number of seconds.")
             if not 0 < value <= MAX_TIMEOUT_S:
                 raise InvalidInput(f"'timeout_s' must be more than 0 and at most {MAX_TIMEOUT_S:g}.")
@@ -166,9 +183,10 @@ def validate_agent_fields(data: Any, *, creating: bool) -> dict[str, Any]:
             if not isinstance(value, str):
                 raise InvalidInput("'rate_limit' must be a string like '60/min', or null.")
             try:
-                fields[key] = str(parse_rate_limit(value))
+                limit = parse_rate_limit(value)
             except ValueError as exc:
                 raise InvalidInput(f"'rate_limit' {exc}.") from None
+            fields[key] = None if limit is None else str(limit)
         elif key == "status":
             if value not in AGENT_STATUSES:
                 raise InvalidInput("'status' must be 'active' or 'paused'.")

@@ -97,7 +97,7 @@ async def rotate_webhook(request: web.Request) -> web.Response:
 def _list_limit(text: str | None) -> int:
     if text is None or text == "":
         return DEFAULT_LIST_LIMIT
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIST_LIMIT:
+    if not (text.isascii() and text.isdigit() and len(text) <= 4) or not 1 <= int(text) <= MAX_LIST_LIMIT:
         raise InvalidInput(f"'limit' must be a whole number from 1 to {MAX_LIST_LIMIT}.")
     return int(text)
 

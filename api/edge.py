@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from api.app_keys import admin_key_key, settings_key
 from errors import HookdError, InvalidInput, PayloadTooLarge, TooManyRequests, Unauthorized
@@ -105,6 +106,13 @@ def _reject_constant(name: str) -> Any:
     raise InvalidInput(f"The JSON contains {name}, which is not valid JSON; send a number or a string.")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: valid JSON, but no float holds it
+        raise InvalidInput(f"The JSON number {text[:40]} is too large; send it as a string.")
+    return value
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """A JSON object from a body, or InvalidInput saying exactly what is wrong with it."""
     try:
@@ -113,7 +121,12 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise InvalidInput(f"The body is not valid UTF-8 (bad byte at offset {exc.start}).") from None
     text = text.removeprefix("\ufeff")
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+        value = json.loads(
+            text,
+            object_pairs_hook=_no_duplicate_keys,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+        )
     except json.JSONDecodeError as exc:
         raise InvalidInput(
             f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
@@ -130,7 +143,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
 def dump_payload(payload: dict[str, Any]) -> str:
     """Payload as stored: compact UTF-8 JSON. Refuses text SQLite cannot store as UTF-8."""
     try:
-        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidInput(
@@ -149,7 +162,10 @@ async def read_body(request: web.Request) -> bytes:
             f"The body is {request.content_length} bytes; this server takes at most {limit}"
             " (HOOKD_MAX_BODY_BYTES)."
         )
-    return await request.read()  # the app's client_max_size stops a longer chunked body
+    try:
+        return await request.read()  # the app's client_max_size stops a longer chunked body
+    except web.RequestPayloadError:  # e.g. Content-Encoding: gzip on a body that is not gzip
+        raise InvalidInput("The body could not be decoded; check its Content-Encoding.") from None
 
 
 def _form_fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -164,12 +180,22 @@ def _form_fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     return fields
 
 
+def _strict_query(raw: str) -> list[tuple[str, str]]:
+    try:
+        return parse_qsl(raw, keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidInput("The query string is not valid UTF-8 URL-encoded text.") from None
+
+
 async def read_webhook_payload(request: web.Request) -> dict[str, Any]:
     """A webhook's payload: query parameters for GET; a JSON object or form fields for POST."""
     if request.method == "GET":
-        return _form_fields(list(request.query.items()))
+        return _form_fields(_strict_query(request.rel_url.raw_query_string))
     if request.content_type == "multipart/form-data":
-        form = await request.post()
+        try:
+            form = await request.post()
+        except (ValueError, HttpProcessingError) as exc:
+            raise InvalidInput(f"The multipart form could not be read: {exc}.") from None
         if any(not isinstance(v, str) for v in form.values()):
             raise InvalidInput("File uploads are not supported; send text fields or a JSON body.")
         return _form_fields([(k, str(v)) for k, v in form.items()])
@@ -179,10 +205,10 @@ async def read_webhook_payload(request: web.Request) -> dict[str, Any]:
     # `curl -d '{"question": …}'` sends JSON labelled as a form: read it as the JSON it is.
     if request.content_type == "application/x-www-form-urlencoded" and not raw.lstrip().startswith(b"{"):
         try:
-            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
-        except (UnicodeDecodeError, ValueError):
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
             raise InvalidInput("The form body is not valid UTF-8 URL-encoded text.") from None
-        return _form_fields(pairs)
+        return _form_fields(_strict_query(text))
     return parse_json_object(raw)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import socket
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,40 +221,11 @@ def success_cases(target: Target, method: str, path: str) -> list[schemathesis.C
     return [operation.Case(**kwargs, **admin) for kwargs in cases.get((method, path), default)]
 
 
-def known_bug(case: schemathesis.Case) -> str | None:
-    """The hookd bug this case would hit, if any: each is a strict xfail in test_bad_input.py.
-
-    Such cases are left out here so that the rest of the operation is still tested; drop a
-    line here when its xfail is removed.
-    """
-    body = case.body if isinstance(case.body, dict) else {}
-    if case.path.startswith("/api/agents"):
-        llm = body.get("llm") if isinstance(body.get("llm"), dict) else {}
-        if any(isinstance(text, str) and SURROGATE.search(text) for text in [*body.values(), *llm.values()]):
-            return "test_bad_agent_bodies[surrogate-name]"
-        if isinstance(llm.get("base_url"), str) and re.search(r"[\[\]]", llm["base_url"]):
-            return "test_bad_agent_bodies[base-url-bad-ipv6]"
-        timeout_s = body.get("timeout_s")
-        if isinstance(timeout_s, int) and abs(timeout_s) > sys.float_info.max:
-            return "test_bad_agent_bodies[huge-timeout]"
-        if isinstance(body.get("rate_limit"), str) and body["rate_limit"].isspace():
-            return "test_blank_rate_limit_is_no_limit"
-    limit = str((case.query or {}).get("limit", ""))
-    if limit.isdigit() and not (limit.isascii() and len(limit) <= 4300):
-        return "test_odd_list_limits_are_400"
-    if case.media_type == "multipart/form-data" and (
-        not isinstance(case.body, dict) or any(CONTROL.search(str(key)) for key in case.body)
-    ):
-        return "test_malformed_multipart_is_400"
-    return None
-
-
 @pytest.mark.parametrize(("method", "path"), sorted(documented_routes()), ids=lambda x: str(x))
 def test_schemathesis(target: Target, method: str, path: str) -> None:
     max_examples = MAX_EXAMPLES.get((method, path), FEW_CASES)
 
     def run(case: schemathesis.Case) -> None:
-        hypothesis.assume(known_bug(case) is None)
         target.cases[method, path] = target.cases.get((method, path), 0) + 1
         response = case.call_and_validate(base_url=target.process.url, session=target.session, timeout=10)
         target.statuses.setdefault((method, path), set()).add(response.status_code)
