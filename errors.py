@@ -27,6 +27,12 @@ class NotFound(HookdError):
     status = 404
 
 
+class RequestTimeout(HookdError):
+    """The client took too long to send its request."""
+
+    status = 408
+
+
 class Conflict(HookdError):
     """The request is well-formed but clashes with the current state."""
 

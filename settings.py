@@ -130,6 +130,12 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "body_timeout_s",
+        "30",
+        "How long a client may take to send a request body; slower ones get 408.",
+        _non_negative_float,
+    ),
+    Setting(
         "max_pending",
         "100000",
         "Most tasks waiting to run (PENDING or RETRY); past it, webhooks get 429 with Retry-After.",
@@ -208,6 +214,7 @@ class Settings:
     admin_key: str
     public_url: str
     max_body_bytes: int
+    body_timeout_s: float
     max_pending: int
     rate_limit: RateLimit | None
     result_ttl_days: float

@@ -6,12 +6,14 @@ Domain errors (errors.py) and aiohttp's own HTTP errors become
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -20,7 +22,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from api.app_keys import admin_key_key, settings_key
-from errors import HookdError, InvalidInput, PayloadTooLarge, TooManyRequests, Unauthorized
+from errors import HookdError, InvalidInput, PayloadTooLarge, RequestTimeout, TooManyRequests, Unauthorized
 
 log = logging.getLogger("hookd.http")
 
@@ -154,6 +156,19 @@ def dump_payload(payload: dict[str, Any]) -> str:
     return text
 
 
+@contextlib.asynccontextmanager
+async def _body_deadline(request: web.Request) -> AsyncIterator[None]:
+    """A body that stalls midway would hold its handler forever: bound the whole read."""
+    timeout_s = request.app[settings_key].body_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s or None):
+            yield
+    except TimeoutError:
+        raise RequestTimeout(
+            f"The body did not arrive within {timeout_s:g} s (HOOKD_BODY_TIMEOUT_S); nothing was stored."
+        ) from None
+
+
 async def read_body(request: web.Request) -> bytes:
     """The whole body, refusing one over HOOKD_MAX_BODY_BYTES before reading it when possible."""
     limit = request.app[settings_key].max_body_bytes
@@ -163,7 +178,8 @@ async def read_body(request: web.Request) -> bytes:
             " (HOOKD_MAX_BODY_BYTES)."
         )
     try:
-        return await request.read()  # the app's client_max_size stops a longer chunked body
+        async with _body_deadline(request):
+            return await request.read()  # the app's client_max_size stops a longer chunked body
     except web.RequestPayloadError:  # e.g. Content-Encoding: gzip on a body that is not gzip
         raise InvalidInput("The body could not be decoded; check its Content-Encoding.") from None
 
@@ -193,7 +209,8 @@ async def read_webhook_payload(request: web.Request) -> dict[str, Any]:
         return _form_fields(_strict_query(request.rel_url.raw_query_string))
     if request.content_type == "multipart/form-data":
         try:
-            form = await request.post()
+            async with _body_deadline(request):
+                form = await request.post()
         except (ValueError, HttpProcessingError) as exc:
             raise InvalidInput(f"The multipart form could not be read: {exc}.") from None
         if any(not isinstance(v, str) for v in form.values()):

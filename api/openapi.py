@@ -218,6 +218,7 @@ _ERROR_MEANING = {
     "401": "No valid `Authorization: Bearer <admin key>`.",
     "404": "Nothing has this id or token.",
     "409": "The request clashes with the current state.",
+    "408": "The body did not arrive within HOOKD_BODY_TIMEOUT_S; nothing was stored.",
     "413": "The body is larger than HOOKD_MAX_BODY_BYTES.",
     "429": "Too many webhooks; nothing was stored. Send it again after Retry-After seconds.",
 }
@@ -304,7 +305,7 @@ PATHS: dict[str, Schema] = {
                 },
             },
             "responses": _responses(
-                "200", WEBHOOK_ACCEPTED, "400", "404", "409", "413", "429", **WEBHOOK_REFUSALS
+                "200", WEBHOOK_ACCEPTED, "400", "404", "408", "409", "413", "429", **WEBHOOK_REFUSALS
             ),
         },
         "get": {
@@ -382,6 +383,7 @@ PATHS: dict[str, Schema] = {
                 _json(_ref("AgentWithWebhook"), "The agent and its webhook URL, shown this once."),
                 "400",
                 "401",
+                "408",
                 "409",
                 "413",
                 e409="An agent already has this name.",
@@ -417,6 +419,7 @@ PATHS: dict[str, Schema] = {
                 "400",
                 "401",
                 "404",
+                "408",
                 "409",
                 "413",
                 e409="Another agent has this name.",

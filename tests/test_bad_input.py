@@ -423,9 +423,9 @@ async def test_slow_clients_do_not_hold_up_others(hookd: Hookd) -> None:
     """Slowloris: connections trickling their headers a byte at a time, and one whose chunked
     body stalls midway, while a webhook and /api/health from others are answered at once.
 
-    How long hookd keeps such connections is not tested (it takes minutes): a trickled header
-    is cut 75 s after connecting (aiohttp's keep-alive timer under `hookd serve`); a stalled
-    body is never cut, a bug reported with the test suite that found it.
+    How long hookd keeps a trickled header is not tested (it takes minutes: aiohttp's
+    keep-alive timer cuts it 75 s after connecting under `hookd serve`); a stalled body is cut
+    after HOOKD_BODY_TIMEOUT_S, tested below.
     """
     agent = await hookd.create_agent()
     server = hookd.client.server
@@ -452,3 +452,22 @@ async def test_slow_clients_do_not_hold_up_others(hookd: Hookd) -> None:
         writer.close()
     await assert_nothing_stored_and_up(hookd, tasks=1, agents=1)
     assert (await hookd.wait_for(task_id))["status"] == "SUCCESS"
+
+
+async def test_a_stalled_body_is_cut_with_408(make_hookd: Any) -> None:
+    hookd: Hookd = await make_hookd(body_timeout_s=0.3)
+    agent = await hookd.create_agent()
+    server = hookd.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(
+            request_bytes(agent["webhook_path"], b"Transfer-Encoding: chunked", body=b'10\r\n{"quest')
+        )
+        await writer.drain()
+        async with asyncio.timeout(5):  # the body never ends: only hookd's deadline answers
+            answer = await reader.read(400)
+    finally:
+        writer.close()
+    assert status_of(answer) == 408, answer
+    assert b"HOOKD_BODY_TIMEOUT_S" in answer
+    await assert_nothing_stored_and_up(hookd, agents=1)
