@@ -178,9 +178,7 @@ class WorkerPool:
             try:
                 outcome = await self._execute(task)
             except asyncio.CancelledError:
-                if task.id in self._cancelled:
-                    self._cancelled.discard(task.id)
-                else:  # shutdown: this attempt does not count
+                if task.id not in self._cancelled:  # shutdown: this attempt does not count
                     await self._final_write(task, lambda: self._store.requeue(task.id))
                     log.info("task %s back to PENDING (shutdown)", task.id)
                 raise
@@ -188,6 +186,7 @@ class WorkerPool:
             await self._final_write(task, lambda: self._record(task, outcome, elapsed_s))
         finally:
             self._running.pop(task.id, None)
+            self._cancelled.discard(task.id)
             self._wakeup.set()  # a slot, and maybe an agent's concurrency, is free
 
     async def _final_write(self, task: Task, write: Callable[[], Awaitable[Any]]) -> None:
