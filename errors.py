@@ -1,6 +1,6 @@
 """hookd's domain errors: one root, a handful of kinds.
 
-The store and the agents raise these; only the HTTP edge (api/middleware.py) turns them
+The store and the agents raise these; only the HTTP edge (api/edge.py) turns them
 into responses, each kind with its one status code.
 """
 

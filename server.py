@@ -48,19 +48,27 @@ def admin_key_path(settings: Settings) -> Path:
     return Path(settings.db).expanduser().with_name(Path(settings.db).name + ".admin-key")
 
 
+MIN_ADMIN_KEY_CHARS = 16
+
+
 def load_admin_key(settings: Settings) -> str:
     """HOOKD_ADMIN_KEY, else the generated key kept beside the database (made on first start)."""
     if settings.admin_key:
-        return settings.admin_key
+        return settings.admin_key  # its length is checked with the other settings
     path = admin_key_path(settings)
     try:
-        return path.read_text(encoding="utf-8").strip()
+        key = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        pass
+        key = ""
+    if len(key) >= MIN_ADMIN_KEY_CHARS:
+        return key
+    # Missing, or cut short by a crash while it was first written: (re)generate it.
     key = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as file:
         file.write(key + "\n")
+        file.flush()
+        os.fsync(file.fileno())
     # Said once, at generation; the key itself is never logged.
     log.warning(
         "HOOKD_ADMIN_KEY is not set, so hookd generated an admin key and saved it to %s"
@@ -74,10 +82,10 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     store = SQLiteStore(settings.db, sync=settings.sync)
     await store.open()
-    app[store_key] = store
-    app[admin_key_key] = load_admin_key(settings)
-    app[rate_limiter_key] = RateLimiter(store, settings.rate_limit)
     try:
+        app[store_key] = store
+        app[admin_key_key] = load_admin_key(settings)
+        app[rate_limiter_key] = RateLimiter(store, settings.rate_limit)
         yield
     finally:
         await store.close()

@@ -51,6 +51,12 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _admin_key(text: str) -> str:
+    if text and len(text.strip()) < 16:
+        raise ValueError("must be at least 16 characters (or unset, to have one generated)")
+    return text.strip()
+
+
 def _http_url(text: str) -> str:
     if not text:
         return text
@@ -82,8 +88,8 @@ def parse_rate_limit(text: str) -> RateLimit | None:
     if not text.strip():
         return None
     match = _RATE.fullmatch(text)
-    if match is None or int(match.group(1)) < 1:
-        raise ValueError("must look like 60/min (a count of 1 or more per s, min, hour or day)")
+    if match is None or len(match.group(1)) > 9 or int(match.group(1)) < 1:
+        raise ValueError("must look like 60/min (a count from 1 to 999999999 per s, min, hour or day)")
     return RateLimit(int(match.group(1)), _PERIODS_S[match.group(2)])
 
 
@@ -114,6 +120,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Bearer key for the admin API. Unset: generated at first start and kept in"
         " `<db>.admin-key` (mode 0600).",
+        _admin_key,
         secret=True,
     ),
     Setting(

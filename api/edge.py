@@ -79,8 +79,10 @@ def require_admin(handler: Handler) -> Handler:
     async def guarded(request: web.Request) -> web.StreamResponse:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         expected = request.app[admin_key_key]
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode("utf-8", "surrogateescape"), expected.encode()
+        if (
+            scheme.lower() != "bearer"
+            or not given.strip()
+            or not hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), expected.encode())
         ):
             raise Unauthorized(
                 "The admin API needs 'Authorization: Bearer <admin key>': the key is HOOKD_ADMIN_KEY,"
@@ -211,7 +213,7 @@ async def read_webhook_payload(request: web.Request) -> dict[str, Any]:
         try:
             async with _body_deadline(request):
                 form = await request.post()
-        except (ValueError, HttpProcessingError) as exc:
+        except (ValueError, LookupError, HttpProcessingError, web.RequestPayloadError) as exc:
             raise InvalidInput(f"The multipart form could not be read: {exc}.") from None
         if any(not isinstance(v, str) for v in form.values()):
             raise InvalidInput("File uploads are not supported; send text fields or a JSON body.")
@@ -247,7 +249,8 @@ class AccessLogger(AbstractAccessLogger):
             '%s "%s %s HTTP/%d.%d" %d %d %.1fms',
             request.remote,
             request.method,
-            redact(request.raw_path),
+            # The decoded path: aiohttp routes on it, so a percent-encoded token is redacted too.
+            redact(request.path) + (f"?{request.query_string}" if request.query_string else ""),
             request.version.major,
             request.version.minor,
             response.status,

@@ -1,7 +1,8 @@
 """Time-ordered ids (UUIDv7, RFC 9562).
 
 Time-ordered keys append to the end of SQLite's indexes, so insert rates stay flat as the
-table grows, where random uuid4 keys slow down; the 74 random bits keep an id unguessable.
+table grows, where random uuid4 keys slow down; at least 62 random bits keep an id unguessable
+(ids made in the same millisecond share a counter in rand_a, RFC 9562 method 1).
 """
 
 from __future__ import annotations

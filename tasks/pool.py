@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from agents.agent import Agent
@@ -199,6 +200,7 @@ class WorkerPool:
 
     async def _write_until_stored(self, task: Task, write: Callable[[], Awaitable[Any]]) -> None:
         delay_s = FINAL_WRITE_RETRY_S
+        fell_back = False
         while True:
             try:
                 await write()
@@ -212,6 +214,18 @@ class WorkerPool:
                 )
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, MAX_FINAL_WRITE_RETRY_S)
+            except Exception:
+                # Not the database being unavailable: this write will never work. End the task
+                # FAILURE rather than leave it STARTED (its agent's slot taken) until a restart.
+                log.exception("task %s: recording its state failed", task.id)
+                if fell_back:
+                    return
+                fell_back = True
+                failure = {
+                    "error": "hookd could not record the run's outcome; see its log.",
+                    "type": "internal_error",
+                }
+                write = partial(self._store.finish, task.id, "FAILURE", failure)
 
     async def _execute(self, task: Task) -> _Outcome:
         if task.agent_id is None:

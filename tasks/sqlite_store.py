@@ -127,12 +127,17 @@ def _agent(row: Sequence[Any]) -> Agent:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from a model's answer: keep it escaped
+        text = json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+    return text
 
 
 class SQLiteStore(Store):
     def __init__(self, path: str, *, sync: str = "full") -> None:
-        self.path = path
+        self.path = str(Path(path).expanduser())
         self.sync = sync
         self._reader: aiosqlite.Connection | None = None
         self._writer: Writer | None = None
@@ -161,7 +166,7 @@ class SQLiteStore(Store):
         path cannot hold a hookd database (a folder, another kind of file, no permission)."""
         try:
             # A new file's folder; tiny and once per start, so done inline.
-            Path(self.path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+            Path(self.path).resolve().parent.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
             writer = Writer(self._connect_writer)
             await writer.open(self._set_up)
         except (OSError, sqlite3.Error) as exc:
@@ -337,10 +342,6 @@ class SQLiteStore(Store):
 
     async def queue_depth(self) -> int:
         ((count,),) = await self._read("SELECT count(*) FROM tasks WHERE status IN ('PENDING', 'RETRY')")
-        return int(count)
-
-    async def count_running(self) -> int:
-        ((count,),) = await self._read("SELECT count(*) FROM tasks WHERE status = 'STARTED'")
         return int(count)
 
     async def claim_batch(self, limit: int) -> list[Task]:

@@ -27,14 +27,21 @@ WriteOp = Callable[[sqlite3.Connection], T]
 MAX_BATCH_OPS = 512  # bounds how long one transaction holds the write lock
 
 
+_CANNOT_WRITE = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN}
+_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
 def storage_error(exc: sqlite3.Error) -> StorageUnavailable | None:
     """The domain error for a database that cannot take writes, if that is what `exc` is."""
-    text = str(exc).lower()
-    if any(s in text for s in ("full", "readonly", "read-only", "unable to open", "disk i/o")):
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF  # extended codes carry the primary one
+    if primary in _CANNOT_WRITE:
         return StorageUnavailable(
             "hookd cannot write to its database right now (disk full or read-only);"
             " nothing was stored. Try again later."
         )
+    if primary in _BUSY:  # another process (e.g. the CLI) held the write lock past busy_timeout
+        return StorageUnavailable("hookd's database is busy; nothing was stored. Try again in a moment.")
     return None
 
 

@@ -15,7 +15,6 @@ from typing import Any
 
 from agents.agent import Agent, iso_time
 
-FINAL_STATUSES = frozenset({"SUCCESS", "FAILURE"})
 STATUSES = ("PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE")
 
 
@@ -33,10 +32,6 @@ class Task:
     created_at: float
     started_at: float | None
     finished_at: float | None
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
 
     def status_json(self) -> dict[str, Any]:
         """The public shape served by GET /api/task_status (DocsGPT's, plus timings)."""
@@ -143,10 +138,6 @@ class Store(ABC):
     @abstractmethod
     async def queue_depth(self) -> int:
         """How many tasks are PENDING or RETRY."""
-
-    @abstractmethod
-    async def count_running(self) -> int:
-        """How many tasks are STARTED."""
 
     @abstractmethod
     async def claim_batch(self, limit: int) -> list[Task]:

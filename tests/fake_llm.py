@@ -12,6 +12,7 @@ as comma-separated `key=value` directives, so each agent in a test can misbehave
     mode=reset            drop the connection without answering
     mode=badjson          answer 200 with a body that is not JSON
     mode=short            announce a longer body than is sent, then close
+    mode=surrogate        answer text holding a lone UTF-16 surrogate (valid JSON, not UTF-8)
 
 Answers are `You said: <last user message>`, so tests can see what the agent sent.
 It can also be run by itself for the benchmark: `python tests/fake_llm.py PORT`.
@@ -89,6 +90,11 @@ class FakeLLM:
             assert request.transport is not None
             request.transport.abort()
             return response
+        if mode == "surrogate":
+            return web.Response(
+                text='{"model": "m", "choices": [{"message": {"content": "half \\ud800 a pair"}}]}',
+                content_type="application/json",
+            )
         if self.failures_sent[model] < int(d.get("fail", "0")):
             self.failures_sent[model] += 1
             status = int(d.get("status", "503"))

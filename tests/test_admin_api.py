@@ -26,7 +26,8 @@ from tests.conftest import Hookd
     ],
 )
 @pytest.mark.parametrize(
-    "authorization", [None, "Bearer wrong-key", "test-admin-key-not-a-secret", "Basic dGVzdA=="]
+    "authorization",
+    [None, "Bearer", "Bearer ", "Bearer wrong-key", "test-admin-key-not-a-secret", "Basic dGVzdA=="],
 )
 async def test_admin_routes_need_the_key(
     hookd: Hookd, method: str, path: str, authorization: str | None
@@ -90,6 +91,7 @@ async def test_public_url_setting_shapes_the_webhook_url(make_hookd: Any) -> Non
         ({"name": "a", "status": "sleeping"}, 400, "'status'"),
         ({"name": "a", "rate_limit": "60/week"}, 400, "'rate_limit' must look like 60/min"),
         ({"name": "a", "rate_limit": 60}, 400, "'rate_limit' must be a string"),
+        ({"name": "a", "rate_limit": "1" + "0" * 400 + "/s"}, 400, "'rate_limit' must look like"),
         ({"name": "a", "input_template": "{{ os.system('x') }}"}, 400, "unknown placeholder"),
     ],
 )

@@ -61,7 +61,9 @@ async def test_server_rate_limit_applies_unless_the_agent_has_its_own(make_hookd
     for _ in range(10):
         await hookd.trigger(generous)
     # Lifting the agent's limit takes effect within the one-second lookup cache.
-    await hookd.client.patch(f"/api/agents/{default['id']}", json={"rate_limit": "1000/s"}, headers=hookd.admin)
+    await hookd.client.patch(
+        f"/api/agents/{default['id']}", json={"rate_limit": "1000/s"}, headers=hookd.admin
+    )
     deadline = time.monotonic() + 5
     while (await hookd.client.post(default["webhook_path"], json={})).status == 429:
         assert time.monotonic() < deadline, "the new limit never applied"
@@ -96,7 +98,9 @@ async def test_database_stops_growing_under_steady_load(make_hookd: Any) -> None
     agent = await hookd.create_agent()
     pages = []
     for round_ in range(3):
-        await asyncio.gather(*(hookd.trigger(agent, {"round": round_, "pad": "x" * 2000}) for _ in range(100)))
+        await asyncio.gather(
+            *(hookd.trigger(agent, {"round": round_, "pad": "x" * 2000}) for _ in range(100))
+        )
         # Only finished tasks are ever deleted, so an empty table means all 100 ran.
         deadline = time.monotonic() + 10
         while hookd.count_rows():

@@ -275,3 +275,10 @@ async def test_paused_agents_tasks_wait_until_resumed(hookd: Hookd, fake_llm: Fa
     await hookd.client.patch(f"/api/agents/{agent['id']}", json={"status": "active"}, headers=hookd.admin)
     done = await hookd.wait_for(waiting)
     assert done["status"] == "SUCCESS" and done["result"]["answer"] == "You said: later"
+
+
+async def test_an_answer_sqlite_cannot_store_as_utf8_is_kept_escaped(hookd: Hookd, fake_llm: FakeLLM) -> None:
+    agent = await hookd.create_agent(llm={"model": "mode=surrogate"})
+    done = await hookd.wait_for(await hookd.trigger(agent, {"question": "x"}))
+    assert done["status"] == "SUCCESS"
+    assert done["result"]["answer"] == "half \ud800 a pair"

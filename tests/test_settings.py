@@ -46,6 +46,7 @@ def test_flags_override_env_override_defaults() -> None:
         ({"HOOKD_LLM_PROVIDER": "gemini"}, "must be one of openai, anthropic, echo"),
         ({"HOOKD_PUBLIC_URL": "hooks.example.org"}, "http:// or https://"),
         ({"HOOKD_SHUTDOWN_GRACE_S": "nan"}, "must be 0 or more"),
+        ({"HOOKD_ADMIN_KEY": "short"}, "at least 16 characters"),
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str], message: str) -> None:
@@ -56,7 +57,7 @@ def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str], mes
 def test_secrets_are_env_only_and_never_shown() -> None:
     flags = build_parser().parse_args(["serve"])
     assert not hasattr(flags, "admin_key") and not hasattr(flags, "llm_api_key")
-    settings = load_settings(environ={"HOOKD_ADMIN_KEY": "s3cret-admin", "HOOKD_LLM_API_KEY": "sk-s3cret"})
+    settings = load_settings(environ={"HOOKD_ADMIN_KEY": "s3cret-admin-0123456789", "HOOKD_LLM_API_KEY": "sk-s3cret"})
     assert "s3cret" not in repr(settings) and "s3cret" not in str(settings)
 
 
@@ -66,3 +67,14 @@ def test_readme_table_is_the_generated_one() -> None:
     end = text.index("<!-- /settings-table -->")
     table = text[start:end].split("\n", 1)[1].strip()
     assert table == markdown_table(), "README's table is stale: paste the output of `hookd settings`"
+
+
+def test_a_cut_short_admin_key_file_is_replaced(tmp_path: Path) -> None:
+    from server import admin_key_path, load_admin_key
+
+    settings = load_settings(environ={"HOOKD_DB": str(tmp_path / "hookd.db")})
+    admin_key_path(settings).write_text("\n")  # a crash while it was first written
+    key = load_admin_key(settings)
+    assert len(key) >= 16
+    assert admin_key_path(settings).read_text().strip() == key
+    assert load_admin_key(settings) == key  # and kept from then on

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from yarl import URL
 
 from tests.conftest import Hookd
 
@@ -207,6 +208,9 @@ async def test_token_never_reaches_the_logs(hookd: Hookd, caplog: pytest.LogCapt
     await hookd.wait_for(task_id)
     await hookd.client.post(agent["webhook_path"] + "/extra", json={})  # 404 for a route
     await hookd.client.post(agent["webhook_path"], data=b"{bad")
+    # aiohttp routes on the decoded path: a percent-encoded route must be redacted too.
+    encoded = URL(str(hookd.client.make_url("/api/%77ebhooks/agents/" + token)), encoded=True)
+    assert (await hookd.client.session.post(encoded, json={})).status == 200
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "/api/webhooks/agents/<token>" in logged
     assert token not in logged
