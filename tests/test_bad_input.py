@@ -131,6 +131,13 @@ async def test_bad_webhook_bodies(hookd: Hookd, body: bytes, headers: dict[str, 
             MULTIPART,
             id="control-char-name",
         ),
+        pytest.param(
+            multipart(
+                b'Content-Disposition: form-data; name="a"\r\nContent-Type: text/plain; charset=nope\r\n\r\nv'
+            ),
+            MULTIPART,
+            id="unknown-charset",
+        ),
     ],
 )
 async def test_malformed_multipart_is_400(hookd: Hookd, body: bytes, content_type: str) -> None:
