@@ -18,6 +18,13 @@ routes = web.RouteTableDef()
 QUEUE_FULL_RETRY_AFTER_S = 5.0
 
 
+def _unknown_token() -> NotFound:
+    return NotFound(
+        "No agent has this webhook token. It may have been rotated: ask the agent's owner"
+        " for its current webhook URL."
+    )
+
+
 @routes.route("POST", WEBHOOK_PATH + "{token}")
 @routes.route("GET", WEBHOOK_PATH + "{token}")
 async def trigger_webhook(request: web.Request) -> web.Response:
@@ -31,11 +38,11 @@ async def trigger_webhook(request: web.Request) -> web.Response:
             " stored. Send it again later.",
             retry_after_s=QUEUE_FULL_RETRY_AFTER_S,
         )
-    if token_hash is not None:
-        await request.app[rate_limiter_key].check(token_hash)
+    if token_hash is None or not await request.app[rate_limiter_key].check(token_hash):
+        raise _unknown_token()  # before reading the body or queueing at the writer
     try:
         payload_json = dump_payload(await read_webhook_payload(request))
-        task_id = await request.app[store_key].enqueue(token_hash, payload_json) if token_hash else None
+        task_id = await request.app[store_key].enqueue(token_hash, payload_json)
     except InvalidInput:
         await _refuse_unless_active(request, token_hash)  # an unknown token is 404 whatever the body
         raise
@@ -47,14 +54,11 @@ async def trigger_webhook(request: web.Request) -> web.Response:
     return web.json_response({"success": True, "task_id": task_id})
 
 
-async def _refuse_unless_active(request: web.Request, token_hash: bytes | None) -> None:
+async def _refuse_unless_active(request: web.Request, token_hash: bytes) -> None:
     """Raise the refusal for a token that has no active agent (the rare path: one more read)."""
-    agent = await request.app[store_key].agent_for_token(token_hash) if token_hash else None
+    agent = await request.app[store_key].agent_for_token(token_hash)
     if agent is None:
-        raise NotFound(
-            "No agent has this webhook token. It may have been rotated: ask the agent's owner"
-            " for its current webhook URL."
-        )
+        raise _unknown_token()
     if agent.status != "active":
         raise Conflict(f"Agent '{agent.name}' is paused and takes no webhooks until it is resumed.")
 

@@ -1,6 +1,6 @@
 """Per-agent webhook rate limits: a token bucket per agent, in memory.
 
-Checked before a task is stored. The agent's limit (its own, else HOOKD_RATE_LIMIT) is looked
+Checked before a task is stored, and the first word on a webhook's token. The agent's limit (its own, else HOOKD_RATE_LIMIT) is looked
 up by token hash and remembered for a second, so a busy webhook costs one read per second,
 not one per request; the insert that follows stays the authority on whether the token works.
 """
@@ -30,11 +30,17 @@ class RateLimiter:
         self._limits: dict[bytes, tuple[float, str | None, RateLimit | None]] = {}
         self._buckets: dict[str, _Bucket] = {}
 
-    async def check(self, token_sha256: bytes) -> None:
-        """Take one request from the token's agent's bucket, or raise TooManyRequests."""
+    async def check(self, token_sha256: bytes) -> bool:
+        """Take one request from the token's agent's bucket, or raise TooManyRequests.
+
+        False when no agent holds the token (as of the last second): the caller can refuse
+        it without reading the body or taking a turn at the writer.
+        """
         agent_id, limit = await self._limit_for(token_sha256)
-        if agent_id is None or limit is None:
-            return
+        if agent_id is None:
+            return False
+        if limit is None:
+            return True
         now = time.monotonic()
         bucket = self._buckets.setdefault(agent_id, _Bucket(float(limit.count), now))
         rate_per_s = limit.count / limit.period_s
@@ -42,7 +48,7 @@ class RateLimiter:
         bucket.updated_at = now
         if bucket.tokens >= 1:
             bucket.tokens -= 1
-            return
+            return True
         raise TooManyRequests(
             f"This agent takes at most {limit} webhooks; nothing was stored. Send it again later.",
             retry_after_s=(1 - bucket.tokens) / rate_per_s,

@@ -215,3 +215,13 @@ async def test_token_never_reaches_the_logs(hookd: Hookd, caplog: pytest.LogCapt
     assert "/api/webhooks/agents/<token>" in logged
     assert token not in logged
     assert hookd.settings.admin_key not in logged
+
+
+async def test_an_unknown_token_is_refused_before_its_body_is_read(hookd: Hookd) -> None:
+    """404 even for a body that would be 400 or 413: hookd does not read it for nobody."""
+    await hookd.create_agent()
+    unknown = "/api/webhooks/agents/" + "A" * 43
+    for body in (b"{broken", io.BytesIO(b"x" * (2 * 1024 * 1024))):
+        response = await hookd.client.post(unknown, data=body, headers={"Content-Type": "application/json"})
+        assert response.status == 404
+    assert hookd.count_rows() == 0
