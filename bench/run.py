@@ -305,16 +305,10 @@ class Bench:
         self.say(
             f"[2/3] end to end, sync={sync}: {a.e2e_tasks} webhooks, instant model, {a.e2e_workers} workers"
         )
-        hookd = self.start_hookd(f"e2e-{sync}", workers=a.e2e_workers, sync=sync)
-        url = hookd.create_agent(INSTANT_MODEL)
-        meter = self.meter(hookd.proc)
-        result = self.load(
-            url, hookd.proc, "--connections", str(a.connections), "--requests", str(a.e2e_tasks),
-            "--deadline-s", "30", "--timeout-s", "10",
+        result = self._burst(
+            f"e2e-{sync}", sync, workers=a.e2e_workers, model=INSTANT_MODEL, connections=a.connections,
+            requests=a.e2e_tasks, deadline_s=30, timeout_s=10, final_within_s=120,
         )  # fmt: skip
-        result["wait_note"] = result["server_note"] or self.wait_final(hookd, timeout_s=120)
-        result |= meter.stop()
-        result |= self._finish(hookd, result)
         self.say(
             f"  accepts {per_s(result['rps'])}, tasks {per_s(result['tasks_per_s'])}:"
             f" {result['success']} SUCCESS, {result['failure']} FAILURE of {a.e2e_tasks}"
@@ -328,24 +322,36 @@ class Bench:
             f"[3/3] slow model, sync={sync}: {a.slow_runs} webhooks at once ({a.slow_connections}"
             f" connections), model answers after {SLOW_MODEL_S:g} s, {a.slow_workers} workers"
         )
-        hookd = self.start_hookd(f"slow-{sync}", workers=a.slow_workers, sync=sync)
-        url = hookd.create_agent(f"sleep={SLOW_MODEL_S:g}")
-        idle_rss_kb = hookd.proc.memory_kb("VmRSS")
-        meter = self.meter(hookd.proc)
-        result = self.load(
-            url, hookd.proc, "--connections", str(a.slow_connections), "--requests", str(a.slow_runs),
-            "--deadline-s", "20", "--timeout-s", "20",
+        result = self._burst(
+            f"slow-{sync}", sync, workers=a.slow_workers, model=f"sleep={SLOW_MODEL_S:g}",
+            connections=a.slow_connections, requests=a.slow_runs, deadline_s=20, timeout_s=20,
+            final_within_s=60,
         )  # fmt: skip
-        result["wait_note"] = result["server_note"] or self.wait_final(hookd, timeout_s=60)
-        result |= meter.stop()
-        result["idle_rss_mb"] = idle_rss_kb / 1024 if idle_rss_kb else None
-        result |= self._finish(hookd, result)
         self.say(
             f"  wall {seconds(result['wall_s'])}, peak RSS {result['peak_rss_mb'] or 0:.0f} MB:"
             f" {result['success']} SUCCESS, {result['failure']} FAILURE of {a.slow_runs}"
             f"  ({machine(result)})" + (f"  !! {result['wait_note']}" if result["wait_note"] else "")
         )
         return result
+
+    def _burst(
+        self, name: str, sync: str, *, workers: int, model: str, connections: int, requests: int,
+        deadline_s: float, timeout_s: float, final_within_s: float,
+    ) -> dict[str, Any]:  # fmt: skip
+        """A fresh hookd whose agent uses `model`, sent `requests` webhooks as fast as it takes
+        them; measured until every task is final, then stopped."""
+        hookd = self.start_hookd(name, workers=workers, sync=sync)
+        url = hookd.create_agent(model)
+        idle_rss_kb = hookd.proc.memory_kb("VmRSS")
+        meter = self.meter(hookd.proc)
+        result = self.load(
+            url, hookd.proc, "--connections", str(connections), "--requests", str(requests),
+            "--deadline-s", str(deadline_s), "--timeout-s", str(timeout_s),
+        )  # fmt: skip
+        result["wait_note"] = result["server_note"] or self.wait_final(hookd, timeout_s=final_within_s)
+        result |= meter.stop()
+        result["idle_rss_mb"] = idle_rss_kb / 1024 if idle_rss_kb else None
+        return result | self._finish(hookd, result)
 
     def _finish(self, hookd: Hookd, load: dict[str, Any]) -> dict[str, Any]:
         """Totals from the database, wall time, peak RSS; then stop this hookd."""
