@@ -1,5 +1,7 @@
--- hookd's database: the one description of it. Applied at start-up when
--- PRAGMA user_version is 0 (a new file); later versions add migrations beside it.
+-- hookd's database: the one description of its current shape. A new file gets this
+-- whole script; a file made by an older hookd gets the scripts in migrations/ whose number
+-- is above its PRAGMA user_version, in order. A change here needs a migration there too
+-- (tests/test_migrations.py checks that both paths end in the same schema).
 --
 -- Times are Unix epoch seconds (REAL). Ids are UUIDv7 text: time-ordered, so
 -- inserts append to the end of every index and "newest first" is ORDER BY id DESC.
@@ -57,5 +59,3 @@ CREATE INDEX tasks_by_agent ON tasks (agent_id, id);
 CREATE INDEX tasks_by_status ON tasks (status, id);
 -- Retention: the oldest finished tasks first.
 CREATE INDEX tasks_finished ON tasks (finished_at) WHERE status IN ('SUCCESS', 'FAILURE');
-
-PRAGMA user_version = 1;

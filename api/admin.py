@@ -82,7 +82,7 @@ async def update_agent(request: web.Request) -> web.Response:
 async def delete_agent(request: web.Request) -> web.Response:
     agent_id = _agent_id(request)
     cancelled = await request.app[store_key].delete_agent(agent_id)
-    await request.app[pool_key].cancel_runs(cancelled)
+    await request.app[pool_key].cancel_runs(agent_id, cancelled)
     return web.json_response({"deleted": True, "id": agent_id, "cancelled_tasks": len(cancelled)})
 
 

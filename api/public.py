@@ -46,7 +46,7 @@ async def trigger_webhook(request: web.Request) -> web.Response:
         await _refuse_unless_active(request, token_hash)
         # The agent was paused and resumed, or its token rotated, in between.
         raise Conflict("The agent changed while this request was processed; send it again.")
-    pool.accepted()
+    pool.accepted(task_id)
     return web.json_response({"success": True, "task_id": task_id})
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from agents.agent import Agent
 from agents.providers import ModelError
 from errors import NotFound, StorageUnavailable
+from tasks.events import TaskEvent, TaskEvents
 from tasks.store import Store, Task
 
 log = logging.getLogger("hookd.pool")
@@ -73,6 +74,7 @@ class WorkerPool:
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._dispatcher: asyncio.Task[None] | None = None
+        self.events = TaskEvents()  # every state change this process commits
 
     @property
     def busy(self) -> int:
@@ -82,10 +84,11 @@ class WorkerPool:
         """Work may have become runnable (e.g. an agent was resumed): wake the dispatcher."""
         self._wakeup.set()
 
-    def accepted(self) -> None:
-        """A webhook queued a task: count it and wake the dispatcher."""
+    def accepted(self, task_id: str) -> None:
+        """A webhook queued a task: count it, tell listeners, and wake the dispatcher."""
         self.queue_depth += 1
         self._wakeup.set()
+        self.events.publish(TaskEvent(task_id, None, "PENDING", 0))
 
     def queue_full(self) -> bool:
         return self.queue_depth >= self._max_pending
@@ -122,6 +125,9 @@ class WorkerPool:
     async def cancel(self, task_id: str) -> Task:
         """Cancel a task: FAILURE "cancelled" in the store, and its run interrupted if it is running here."""
         task = await self._store.cancel(task_id)
+        self.events.publish(
+            TaskEvent(task.id, task.agent_id, "FAILURE", task.attempts, error_type="cancelled")
+        )
         run = self._running.get(task_id)
         if run is not None:
             self._cancelled.add(task_id)
@@ -129,9 +135,11 @@ class WorkerPool:
         log.info("task %s cancelled", task_id)
         return task
 
-    async def cancel_runs(self, task_ids: list[str]) -> None:
-        """Interrupt local runs of tasks the store has already ended (e.g. their agent was deleted)."""
+    async def cancel_runs(self, agent_id: str, task_ids: list[str]) -> None:
+        """Tell listeners about tasks the store has already ended as cancelled (their agent was
+        deleted), and interrupt the ones running here."""
         for task_id in task_ids:
+            self.events.publish(TaskEvent(task_id, agent_id, "FAILURE", 0, error_type="cancelled"))
             run = self._running.get(task_id)
             if run is not None:
                 self._cancelled.add(task_id)
@@ -153,6 +161,7 @@ class WorkerPool:
                     claimed = []
                 self.queue_depth = max(0, self.queue_depth - len(claimed))
                 for task in claimed:
+                    self.events.publish(TaskEvent(task.id, task.agent_id, "STARTED", task.attempts))
                     self._running[task.id] = asyncio.create_task(self._run(task), name=f"hookd-run-{task.id}")
                 if claimed and len(claimed) == free:
                     continue  # the queue may hold more; claim again once a slot frees
@@ -180,8 +189,7 @@ class WorkerPool:
                 outcome = await self._execute(task)
             except asyncio.CancelledError:
                 if task.id not in self._cancelled:  # shutdown: this attempt does not count
-                    await self._final_write(task, lambda: self._store.requeue(task.id))
-                    log.info("task %s back to PENDING (shutdown)", task.id)
+                    await self._final_write(task, lambda: self._requeue(task))
                 raise
             elapsed_s = time.monotonic() - started
             await self._final_write(task, lambda: self._record(task, outcome, elapsed_s))
@@ -225,7 +233,7 @@ class WorkerPool:
                     "error": "hookd could not record the run's outcome; see its log.",
                     "type": "internal_error",
                 }
-                write = partial(self._store.finish, task.id, "FAILURE", failure)
+                write = partial(self._finish, task, "FAILURE", failure, None)
 
     async def _execute(self, task: Task) -> _Outcome:
         if task.agent_id is None:
@@ -264,12 +272,32 @@ class WorkerPool:
             result["error"] += f" (attempt {task.attempts} of {task.max_attempts})"
         return _Outcome("FAILURE", result)
 
+    async def _requeue(self, task: Task) -> None:
+        await self._store.requeue(task.id)
+        self.events.publish(TaskEvent(task.id, task.agent_id, "PENDING", task.attempts - 1))
+        log.info("task %s back to PENDING (shutdown)", task.id)
+
+    async def _finish(self, task: Task, status: str, result: dict[str, Any], elapsed_s: float | None) -> bool:
+        """Store a final result; False if the task had been ended meanwhile (e.g. cancelled)."""
+        stored = await self._store.finish(task.id, status, result)
+        if stored:
+            error_type = result.get("type") if status == "FAILURE" else None
+            self.events.publish(
+                TaskEvent(task.id, task.agent_id, status, task.attempts, elapsed_s, error_type)
+            )
+        return stored
+
     async def _record(self, task: Task, outcome: _Outcome, elapsed_s: float) -> None:
         if outcome.status == "RETRY":
             stored = await self._store.retry_later(
                 task.id, time.time() + outcome.retry_after_s, outcome.result
             )
             if stored:
+                self.events.publish(
+                    TaskEvent(
+                        task.id, task.agent_id, "RETRY", task.attempts, elapsed_s, outcome.result["type"]
+                    )
+                )
                 asyncio.get_running_loop().call_later(outcome.retry_after_s, self._wakeup.set)
                 log.info(
                     "task %s RETRY in %.2f s after %.2f s: %s (%s)",
@@ -280,7 +308,7 @@ class WorkerPool:
                     outcome.result["error"],
                 )
         else:
-            stored = await self._store.finish(task.id, outcome.status, outcome.result)
+            stored = await self._finish(task, outcome.status, outcome.result, elapsed_s)
             if stored and outcome.status == "SUCCESS":
                 log.info("task %s SUCCESS in %.2f s", task.id, elapsed_s)
             elif stored:

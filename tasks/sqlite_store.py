@@ -12,7 +12,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +20,7 @@ import aiosqlite
 from agents.agent import Agent
 from errors import Conflict, NotFound, StorageUnavailable
 from tasks.ids import uuid7
+from tasks.sqlite_schema import set_up as set_up_schema
 from tasks.sqlite_writer import WriteOp, Writer
 from tasks.store import Recovery, Store, Task, cancelled_result, interrupted_result
 
@@ -28,7 +28,6 @@ log = logging.getLogger("hookd.store")
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 5000
 
 # How far down the queue a claim looks for tasks whose agent has room under its
@@ -77,14 +76,6 @@ WHERE rowid IN (
 )
 RETURNING {TASK_COLUMNS}
 """
-
-
-def schema_sql() -> str:
-    """schema.sql: packaged inside `tasks` in a wheel, at the repository root in a checkout."""
-    packaged = resources.files("tasks").joinpath("schema.sql")
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
 
 
 def _json_or_none(text: str | None) -> Any:
@@ -181,23 +172,9 @@ class SQLiteStore(Store):
         self._writer, self._reader = writer, reader
 
     def _set_up(self, conn: sqlite3.Connection) -> None:
-        """WAL, and the schema if the file is new (on the writer thread)."""
+        """WAL, and the newest schema (on the writer thread)."""
         conn.execute("PRAGMA journal_mode = WAL")
-        ((version,),) = conn.execute("PRAGMA user_version").fetchall()
-        if version == SCHEMA_VERSION:
-            return
-        if version > SCHEMA_VERSION:
-            raise StorageUnavailable(
-                f"{self.path} was written by a newer hookd (schema {version}); upgrade hookd to open it."
-            )
-        try:
-            conn.executescript(f"BEGIN IMMEDIATE;\n{schema_sql()}\nCOMMIT;")
-        except sqlite3.OperationalError:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            ((version,),) = conn.execute("PRAGMA user_version").fetchall()
-            if version != SCHEMA_VERSION:  # not a concurrent creator that got there first
-                raise
+        set_up_schema(conn, self.path)
 
     async def close(self) -> None:
         if self._writer is not None:

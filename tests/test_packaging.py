@@ -26,7 +26,7 @@ def test_wheel_serves_from_another_directory(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         entry_points = archive.read("hookd-0.1.0.dist-info/entry_points.txt").decode()
-    assert "tasks/schema.sql" in names and "server.py" in names
+    assert "tasks/schema.sql" in names and "tasks/migrations/README.md" in names and "server.py" in names
     assert "hookd = cli:main" in entry_points
 
     site = tmp_path / "site"

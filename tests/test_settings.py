@@ -57,7 +57,9 @@ def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str], mes
 def test_secrets_are_env_only_and_never_shown() -> None:
     flags = build_parser().parse_args(["serve"])
     assert not hasattr(flags, "admin_key") and not hasattr(flags, "llm_api_key")
-    settings = load_settings(environ={"HOOKD_ADMIN_KEY": "s3cret-admin-0123456789", "HOOKD_LLM_API_KEY": "sk-s3cret"})
+    settings = load_settings(
+        environ={"HOOKD_ADMIN_KEY": "s3cret-admin-0123456789", "HOOKD_LLM_API_KEY": "sk-s3cret"}
+    )
     assert "s3cret" not in repr(settings) and "s3cret" not in str(settings)
 
 

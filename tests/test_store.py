@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tasks.ids import uuid7
+from tasks.sqlite_schema import schema_version
 from tasks.sqlite_store import CLAIM_SQL, SQLiteStore
 
 
@@ -27,7 +28,7 @@ def connect(store: SQLiteStore) -> sqlite3.Connection:
 async def test_new_file_gets_the_schema_and_wal(store: SQLiteStore) -> None:
     with connect(store) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (schema_version(),)
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"agents", "tasks"} <= tables
 

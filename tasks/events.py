@@ -1,0 +1,53 @@
+"""Task state changes, as they are committed, for whoever in the process listens.
+
+The worker pool publishes one `TaskEvent` after each state change it commits (and the
+webhook one for each task it queues). Listeners — waiters for a result, metrics, logs,
+callbacks — subscribe here instead of reaching into the pool. A listener is a plain
+function called in the event loop: it must be quick and must not raise.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+log = logging.getLogger("hookd.events")
+
+FINAL_STATUSES = ("SUCCESS", "FAILURE")
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    task_id: str
+    agent_id: str | None  # None when the publisher does not know it (a queued webhook task)
+    status: str  # the status just committed: PENDING, STARTED, RETRY, SUCCESS or FAILURE
+    attempt: int  # the attempt this change belongs to; 0 before the first
+    elapsed_s: float | None = None  # the attempt's run time, for RETRY, SUCCESS and FAILURE
+    error_type: str | None = None  # the result's or last error's `type`, if it failed
+    at: float = field(default_factory=time.time)  # epoch seconds
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+Listener = Callable[[TaskEvent], None]
+
+
+class TaskEvents:
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` with every event from now on; returns the function that stops it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def publish(self, event: TaskEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # one broken listener must not stop the others, or the pool
+                log.exception("a task event listener failed on %s %s", event.task_id, event.status)

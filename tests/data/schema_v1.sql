@@ -1,0 +1,61 @@
+-- hookd's database: the one description of it. Applied at start-up when
+-- PRAGMA user_version is 0 (a new file); later versions add migrations beside it.
+--
+-- Times are Unix epoch seconds (REAL). Ids are UUIDv7 text: time-ordered, so
+-- inserts append to the end of every index and "newest first" is ORDER BY id DESC.
+
+CREATE TABLE agents (
+    id              TEXT PRIMARY KEY,
+    name            TEXT NOT NULL UNIQUE,
+    description     TEXT NOT NULL DEFAULT '',
+    prompt          TEXT NOT NULL DEFAULT '',      -- the system message
+    input_template  TEXT,                          -- NULL: the default rendering
+    llm             TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(llm)),
+                                                   -- {provider, model, base_url, api_key_env}; never a key
+    max_attempts    INTEGER NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
+    timeout_s       REAL NOT NULL DEFAULT 120 CHECK (timeout_s > 0),
+    max_concurrency INTEGER CHECK (max_concurrency IS NULL OR max_concurrency >= 1),
+    rate_limit      TEXT,                          -- like '60/min'; NULL: HOOKD_RATE_LIMIT
+    -- active: webhooks accepted, queued tasks run.
+    -- paused: webhooks answered 409, queued tasks wait until the agent is active again.
+    status          TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'paused')),
+    token_sha256    BLOB NOT NULL UNIQUE,          -- SHA-256 of the webhook token; the token itself is never stored
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL
+);
+
+CREATE TABLE tasks (
+    id            TEXT PRIMARY KEY,
+    -- SET NULL keeps a deleted agent's finished results readable by task id.
+    agent_id      TEXT REFERENCES agents (id) ON DELETE SET NULL,
+    -- PENDING: acknowledged, waiting for a worker (run_after says from when).
+    -- STARTED: a worker is running it; attempts counts this run.
+    -- RETRY:   the last attempt failed transiently; waits until run_after.
+    -- SUCCESS, FAILURE: final; result is set and never changes again.
+    status        TEXT NOT NULL DEFAULT 'PENDING'
+                  CHECK (status IN ('PENDING', 'STARTED', 'RETRY', 'SUCCESS', 'FAILURE')),
+    payload       TEXT NOT NULL CHECK (json_valid(payload)),
+    result        TEXT CHECK (result IS NULL OR json_valid(result)),
+    last_error    TEXT CHECK (last_error IS NULL OR json_valid(last_error)),
+                                                   -- the failed attempt behind a RETRY
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    max_attempts  INTEGER NOT NULL CHECK (max_attempts >= 1),  -- the agent's, when the task was accepted
+    run_after     REAL NOT NULL,                   -- not claimed before this time
+    created_at    REAL NOT NULL,
+    started_at    REAL,
+    finished_at   REAL,
+    CHECK ((status IN ('SUCCESS', 'FAILURE')) = (result IS NOT NULL))
+);
+
+-- The claim query: runnable tasks in run_after order. Partial, so it holds only the queue.
+CREATE INDEX tasks_queue ON tasks (run_after) WHERE status IN ('PENDING', 'RETRY');
+-- Per-agent concurrency: how many of an agent's tasks are running.
+CREATE INDEX tasks_running ON tasks (agent_id) WHERE status = 'STARTED';
+-- Admin listing, newest first, optionally for one agent.
+CREATE INDEX tasks_by_agent ON tasks (agent_id, id);
+-- Admin listing filtered by status.
+CREATE INDEX tasks_by_status ON tasks (status, id);
+-- Retention: the oldest finished tasks first.
+CREATE INDEX tasks_finished ON tasks (finished_at) WHERE status IN ('SUCCESS', 'FAILURE');
+
+PRAGMA user_version = 1;
