@@ -34,6 +34,7 @@ from api.app_keys import (
 from api.edge import AccessLogger, error_middleware
 from api.rate_limit import RateLimiter
 from settings import Settings
+from tasks import serve_lock
 from tasks.pool import WorkerPool
 from tasks.retention import run_retention
 from tasks.sqlite_store import SQLiteStore
@@ -80,15 +81,16 @@ def load_admin_key(settings: Settings) -> str:
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    store = SQLiteStore(settings.db, sync=settings.sync)
-    await store.open()
-    try:
-        app[store_key] = store
-        app[admin_key_key] = load_admin_key(settings)
-        app[rate_limiter_key] = RateLimiter(store, settings.rate_limit)
-        yield
-    finally:
-        await store.close()
+    with serve_lock.serving(settings.db):
+        store = SQLiteStore(settings.db, sync=settings.sync)
+        await store.open()
+        try:
+            app[store_key] = store
+            app[admin_key_key] = load_admin_key(settings)
+            app[rate_limiter_key] = RateLimiter(store, settings.rate_limit)
+            yield
+        finally:
+            await store.close()
 
 
 async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -8,6 +8,8 @@ event loop, so every blocking wait on a process goes through a thread.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -18,7 +20,7 @@ import aiohttp
 import pytest
 
 from tests.fake_llm import FakeLLM
-from tests.processes import HookdProcess, HookdProcesses
+from tests.processes import REPO_ROOT, HookdProcess, HookdProcesses, clean_environ, free_port
 from tests.remote import Api, poll, questions_sent, read_tasks
 
 Spawn = Callable[..., Awaitable[HookdProcess]]
@@ -214,3 +216,19 @@ async def test_sigterm_with_every_worker_busy_and_more_queued(
     stored = read_tasks(hookd.db)
     assert [stored[t]["status"] for t in (running, queued)] == ["PENDING", "PENDING"]
     assert len(fake_llm.calls) == 1
+
+
+async def test_a_second_server_on_the_same_database_refuses_to_start(spawn_hookd: Spawn) -> None:
+    first = await spawn_hookd()
+    argv = [sys.executable, "server.py", "--port", str(free_port()), "--db", str(first.db)]
+    env = clean_environ(admin_key="second-server-admin-key")
+    second = await asyncio.to_thread(
+        subprocess.run, argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert second.returncode != 0
+    assert f"Another hookd (pid {first.popen.pid}) is already serving" in second.stderr
+    assert "Traceback" not in second.stderr
+    # Once the first has stopped, the database is free again.
+    first.kill()
+    await asyncio.to_thread(first.wait_exit, 10)
+    await spawn_hookd(db=first.db)
