@@ -33,10 +33,12 @@ from api.app_keys import (
 )
 from api.edge import AccessLogger, error_middleware
 from api.rate_limit import RateLimiter
+from logs import configure_logging
 from settings import Settings
 from tasks.pool import WorkerPool
 from tasks.retention import run_retention
 from tasks.sqlite_store import SQLiteStore
+from tasks.transitions import TransitionFeed, log_transition
 
 log = logging.getLogger("hookd")
 
@@ -116,12 +118,17 @@ async def worker_pool_ctx(app: web.Application) -> AsyncIterator[None]:
         retry_backoff_s=settings.retry_backoff_s,
         max_pending=settings.max_pending,
     )
+    # Subscribed before the first claim, and drained after the last final write, so the log
+    # and the metrics see every state change, shutdown's included.
+    transitions = TransitionFeed(app[store_key], sinks=(log_transition,))
+    pool.events.subscribe(transitions.on_event)
     await pool.start()
     app[pool_key] = pool
     try:
         yield
     finally:
         await pool.stop()
+        await transitions.drain()
 
 
 # How the app is served, shared by `serve` and the tests: the access log never shows a token.
@@ -153,17 +160,9 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def serve(settings: Settings) -> None:
     """Run hookd until SIGTERM or SIGINT, then shut down gracefully."""
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     log.info(
         "hookd on http://%s:%d, database %s, %d workers",
         settings.host,
