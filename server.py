@@ -26,12 +26,15 @@ from api import add_routes
 from api.app_keys import (
     admin_key_key,
     http_session_key,
+    metrics_key,
     pool_key,
     rate_limiter_key,
     settings_key,
     store_key,
 )
 from api.edge import AccessLogger, error_middleware
+from api.metrics import Metrics
+from api.monitoring import timing_middleware
 from api.rate_limit import RateLimiter
 from logs import configure_logging
 from settings import Settings
@@ -120,7 +123,7 @@ async def worker_pool_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     # Subscribed before the first claim, and drained after the last final write, so the log
     # and the metrics see every state change, shutdown's included.
-    transitions = TransitionFeed(app[store_key], sinks=(log_transition,))
+    transitions = TransitionFeed(app[store_key], sinks=(log_transition, app[metrics_key].observe_transition))
     pool.events.subscribe(transitions.on_event)
     await pool.start()
     app[pool_key] = pool
@@ -153,8 +156,11 @@ async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[timing_middleware, error_middleware], client_max_size=settings.max_body_bytes
+    )
     app[settings_key] = settings
+    app[metrics_key] = Metrics()
     app.cleanup_ctx.extend([database_ctx, http_client_ctx, worker_pool_ctx, retention_ctx])
     add_routes(app)
     return app
