@@ -26,18 +26,23 @@ from api import add_routes
 from api.app_keys import (
     admin_key_key,
     http_session_key,
+    metrics_key,
     pool_key,
     rate_limiter_key,
     settings_key,
     store_key,
 )
 from api.edge import AccessLogger, error_middleware
+from api.metrics import Metrics
+from api.monitoring import timing_middleware
 from api.rate_limit import RateLimiter
+from logs import configure_logging
 from settings import Settings
 from tasks import serve_lock
 from tasks.pool import WorkerPool
 from tasks.retention import run_retention
 from tasks.sqlite_store import SQLiteStore
+from tasks.transitions import TransitionFeed, log_transition
 
 log = logging.getLogger("hookd")
 
@@ -118,12 +123,17 @@ async def worker_pool_ctx(app: web.Application) -> AsyncIterator[None]:
         retry_backoff_s=settings.retry_backoff_s,
         max_pending=settings.max_pending,
     )
+    # Subscribed before the first claim, and drained after the last final write, so the log
+    # and the metrics see every state change, shutdown's included.
+    transitions = TransitionFeed(app[store_key], sinks=(log_transition, app[metrics_key].observe_transition))
+    pool.events.subscribe(transitions.on_event)
     await pool.start()
     app[pool_key] = pool
     try:
         yield
     finally:
         await pool.stop()
+        await transitions.drain()
 
 
 # How the app is served, shared by `serve` and the tests: the access log never shows a token.
@@ -148,24 +158,19 @@ async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[timing_middleware, error_middleware], client_max_size=settings.max_body_bytes
+    )
     app[settings_key] = settings
+    app[metrics_key] = Metrics()
     app.cleanup_ctx.extend([database_ctx, http_client_ctx, worker_pool_ctx, retention_ctx])
     add_routes(app)
     return app
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def serve(settings: Settings) -> None:
     """Run hookd until SIGTERM or SIGINT, then shut down gracefully."""
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     log.info(
         "hookd on http://%s:%d, database %s, %d workers",
         settings.host,

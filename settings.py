@@ -207,6 +207,13 @@ SETTINGS: tuple[Setting, ...] = (
         "debug, info, warning or error.",
         _choice("debug", "info", "warning", "error"),
     ),
+    Setting(
+        "log_format",
+        "text",
+        "text, or json: one object per line with ts, level, logger, msg and the line's fields"
+        " (task_id, agent, status, attempt, …).",
+        _choice("text", "json"),
+    ),
 )
 
 
@@ -233,6 +240,7 @@ class Settings:
     llm_model: str
     llm_api_key: str
     log_level: str
+    log_format: str
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -1,13 +1,14 @@
-"""The HTTP API: the public webhook and task status, and the admin API."""
+"""The HTTP API: the public webhook and task status, the admin API, and the metrics."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from api import admin, openapi, public
+from api import admin, monitoring, openapi, public
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_routes(public.routes)
     app.router.add_routes(admin.routes)
     app.router.add_routes(openapi.routes)
+    app.router.add_routes(monitoring.routes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from api.metrics import Metrics
 from api.rate_limit import RateLimiter
 from settings import Settings
 from tasks.pool import WorkerPool
@@ -16,3 +17,4 @@ admin_key_key = web.AppKey("admin_key", str)
 http_session_key = web.AppKey("http_session", aiohttp.ClientSession)
 pool_key = web.AppKey("pool", WorkerPool)
 rate_limiter_key = web.AppKey("rate_limiter", RateLimiter)
+metrics_key = web.AppKey("metrics", Metrics)

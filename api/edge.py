@@ -23,6 +23,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from api.app_keys import admin_key_key, settings_key
 from errors import HookdError, InvalidInput, PayloadTooLarge, RequestTimeout, TooManyRequests, Unauthorized
+from logs import fields
 
 log = logging.getLogger("hookd.http")
 
@@ -245,15 +246,24 @@ class AccessLogger(AbstractAccessLogger):
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        # The decoded path: aiohttp routes on it, so a percent-encoded token is redacted too.
+        path = redact(request.path) + (f"?{request.query_string}" if request.query_string else "")
         self.logger.info(
             '%s "%s %s HTTP/%d.%d" %d %d %.1fms',
             request.remote,
             request.method,
-            # The decoded path: aiohttp routes on it, so a percent-encoded token is redacted too.
-            redact(request.path) + (f"?{request.query_string}" if request.query_string else ""),
+            path,
             request.version.major,
             request.version.minor,
             response.status,
             response.body_length,
             time * 1000,
+            extra=fields(
+                remote=request.remote,
+                method=request.method,
+                path=path,
+                status=response.status,
+                bytes=response.body_length,
+                duration_ms=round(time * 1000, 1),
+            ),
         )

@@ -372,6 +372,21 @@ PATHS: dict[str, Schema] = {
             "responses": {"200": _json({"type": "object"}, "The OpenAPI 3.1 document.")},
         }
     },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics (text exposition format)",
+            "security": ADMIN,
+            "responses": _responses(
+                "200",
+                {
+                    "description": "The metrics; README.md lists them.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                "401",
+            ),
+        }
+    },
     "/api/agents": {
         "post": {
             "operationId": "createAgent",

@@ -132,7 +132,6 @@ class WorkerPool:
         if run is not None:
             self._cancelled.add(task_id)
             run.cancel()
-        log.info("task %s cancelled", task_id)
         return task
 
     async def cancel_runs(self, agent_id: str, task_ids: list[str]) -> None:
@@ -181,9 +180,6 @@ class WorkerPool:
 
     async def _run(self, task: Task) -> None:
         started = time.monotonic()
-        log.info(
-            "task %s agent %s STARTED attempt %d/%d", task.id, task.agent_id, task.attempts, task.max_attempts
-        )
         try:
             try:
                 outcome = await self._execute(task)
@@ -275,7 +271,6 @@ class WorkerPool:
     async def _requeue(self, task: Task) -> None:
         await self._store.requeue(task.id)
         self.events.publish(TaskEvent(task.id, task.agent_id, "PENDING", task.attempts - 1))
-        log.info("task %s back to PENDING (shutdown)", task.id)
 
     async def _finish(self, task: Task, status: str, result: dict[str, Any], elapsed_s: float | None) -> bool:
         """Store a final result; False if the task had been ended meanwhile (e.g. cancelled)."""
@@ -299,26 +294,8 @@ class WorkerPool:
                     )
                 )
                 asyncio.get_running_loop().call_later(outcome.retry_after_s, self._wakeup.set)
-                log.info(
-                    "task %s RETRY in %.2f s after %.2f s: %s (%s)",
-                    task.id,
-                    outcome.retry_after_s,
-                    elapsed_s,
-                    outcome.result["type"],
-                    outcome.result["error"],
-                )
         else:
             stored = await self._finish(task, outcome.status, outcome.result, elapsed_s)
-            if stored and outcome.status == "SUCCESS":
-                log.info("task %s SUCCESS in %.2f s", task.id, elapsed_s)
-            elif stored:
-                log.info(
-                    "task %s FAILURE in %.2f s: %s (%s)",
-                    task.id,
-                    elapsed_s,
-                    outcome.result["type"],
-                    outcome.result["error"],
-                )
         if not stored:
             log.info(
                 "task %s: result of attempt %d discarded; the task was ended meanwhile",

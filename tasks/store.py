@@ -140,6 +140,11 @@ class Store(ABC):
         """How many tasks are PENDING or RETRY."""
 
     @abstractmethod
+    async def count_by_status(self) -> dict[str, int]:
+        """How many tasks are in each status, every status present (0 when none). Read on
+        every metrics scrape, so it must come from an index, without reading the rows."""
+
+    @abstractmethod
     async def claim_batch(self, limit: int) -> list[Task]:
         """Atomically move up to `limit` runnable tasks to STARTED (counting an attempt).
 

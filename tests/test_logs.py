@@ -1,0 +1,181 @@
+"""Logs: one line per task transition with its fields, as text or as JSON lines, and never a
+token or a key in any line.
+
+The line shapes are checked in-process (caplog); the whole output of a real `python
+server.py` — every line, access log included — in both formats, in a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import sys
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from logs import JsonFormatter
+from tests.conftest import ADMIN_KEY, Hookd
+from tests.fake_llm import FakeLLM
+from tests.processes import HookdProcesses
+from tests.remote import Api, poll
+
+TRANSITIONS = "hookd.tasks"
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def transition_records(caplog: pytest.LogCaptureFixture, task_id: str) -> list[logging.LogRecord]:
+    """Every hookd line that mentions the task (to catch a second line for one transition)."""
+    return [r for r in caplog.records if r.name.startswith("hookd") and task_id in r.getMessage()]
+
+
+async def logged(caplog: pytest.LogCaptureFixture, task_id: str, count: int) -> list[logging.LogRecord]:
+    """The task's lines once there are `count` (a line waits for its agent's name, bounded)."""
+
+    async def probe() -> list[logging.LogRecord]:
+        return transition_records(caplog, task_id)
+
+    return await poll(probe, lambda records: len(records) >= count, f"{count} lines for {task_id}")
+
+
+async def test_one_line_per_transition_with_its_fields(
+    hookd: Hookd, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    agent = await hookd.create_agent(name="retry once", llm={"model": "fail=1"}, max_attempts=2)
+    task_id = await hookd.trigger(agent)
+    await hookd.wait_for(task_id)
+    records = await logged(caplog, task_id, 5)
+    assert {r.name for r in records} == {TRANSITIONS}
+    lines = [json.loads(JsonFormatter().format(r)) for r in records]
+    assert [(line["status"], line["attempt"]) for line in lines] == [
+        ("PENDING", 0),
+        ("STARTED", 1),
+        ("RETRY", 1),
+        ("STARTED", 2),
+        ("SUCCESS", 2),
+    ]
+    pending, started, retry, restarted, success = lines
+    assert pending["agent"] is None  # a webhook's event does not know its agent; STARTED does
+    for line in lines[1:]:
+        assert (line["agent"], line["agent_id"], line["task_id"]) == ("retry once", agent["id"], task_id)
+    assert started["queued_s"] >= 0 and started["elapsed_s"] is None
+    assert retry["error_type"] == "llm_http_error" and retry["elapsed_s"] >= 0
+    assert restarted["queued_s"] >= 0  # waited out the backoff
+    assert success["error_type"] is None and success["elapsed_s"] >= 0
+    text = [r.getMessage() for r in records]
+    assert text[2].startswith(f"task {task_id} RETRY agent='retry once' attempt=1 elapsed_s=")
+    assert text[2].endswith(" error_type=llm_http_error")
+
+
+async def test_a_cancel_is_one_failure_line(hookd: Hookd, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    agent = await hookd.create_agent(name="slow", llm={"model": "sleep=30"})
+    task_id = await hookd.trigger(agent)
+    await hookd.wait_for(task_id, ("STARTED",))
+    response = await hookd.client.post(f"/api/tasks/{task_id}/cancel", headers=hookd.admin)
+    assert response.status == 200
+    records = await logged(caplog, task_id, 3)
+    assert [r.getMessage() for r in records][1:] == [
+        f"task {task_id} STARTED agent=slow attempt=1 queued_s={records[1].hookd_fields['queued_s']}",
+        f"task {task_id} FAILURE agent=slow attempt=1 error_type=cancelled",
+    ]
+
+
+def test_a_json_line_is_one_line_whatever_it_holds() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("hookd", logging.ERROR, __file__, 1, "name %s", ("a\nb\ud800",), None)
+        record.exc_info = sys.exc_info()
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    parsed = json.loads(line)
+    assert parsed["msg"] == "name a\nb\ud800" and parsed["level"] == "error" and "boom" in parsed["exc"]
+    assert ISO_UTC.match(parsed["ts"])
+
+
+# -- the whole output of a real process ----------------------------------------------------
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        yield session
+
+
+async def run_and_log(
+    tmp_path: Path, fake_llm: FakeLLM, http: aiohttp.ClientSession, log_format: str
+) -> dict[str, Any]:
+    """Run a success, a failure, refused webhooks and a scrape on a hookd process; stop it; its output."""
+    with HookdProcesses(
+        tmp_path, llm_base_url=fake_llm.url + "/v1", llm_model="ok", log_format=log_format
+    ) as processes:
+        process = await asyncio.to_thread(processes.start)
+        api = Api(http, process)
+        ok = await api.create_agent(name="summarise")
+        failing = await api.create_agent(name="fails", llm={"model": "fail=9"}, max_attempts=1)
+        success_id = await api.trigger(ok, {"question": "hi"})
+        failure_id = await api.trigger(failing, {"question": "hi"})
+        await api.wait_all([success_id, failure_id])
+        token = ok["webhook_url"].rsplit("/", 1)[1]
+        unknown = "B" * 43
+        async with http.post(f"{process.url}/api/webhooks/agents/{unknown}", json={}) as response:
+            assert response.status == 404
+        encoded = "%" + format(ord(token[0]), "02X") + token[1:]  # a percent-encoded token, too
+        async with http.get(f"{process.url}/api/webhooks/agents/{encoded}?question=again") as response:
+            assert response.status == 200
+        async with http.get(f"{process.url}/metrics", headers=process.admin) as response:
+            assert response.status == 200
+        process.terminate()
+        assert await asyncio.to_thread(process.wait_exit, 30) == 0
+        return {
+            "log": process.log(),
+            "secrets": [token, encoded, unknown, ADMIN_KEY],
+            "success_id": success_id,
+            "failure_id": failure_id,
+        }
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_no_token_or_key_in_any_line(
+    tmp_path: Path, fake_llm: FakeLLM, http: aiohttp.ClientSession, log_format: str
+) -> None:
+    run = await run_and_log(tmp_path, fake_llm, http, log_format)
+    for secret in run["secrets"]:
+        assert secret not in run["log"]
+    assert "/api/webhooks/agents/<token>" in run["log"]
+    assert f"task {run['success_id']} SUCCESS agent=summarise attempt=1 elapsed_s=" in run["log"]
+
+
+async def test_json_lines_carry_the_transitions_and_the_access_log(
+    tmp_path: Path, fake_llm: FakeLLM, http: aiohttp.ClientSession
+) -> None:
+    run = await run_and_log(tmp_path, fake_llm, http, "json")
+    lines = [json.loads(line) for line in run["log"].splitlines()]  # every line is a JSON object
+    assert lines and all({"ts", "level", "logger", "msg"} <= line.keys() for line in lines)
+    assert all(ISO_UTC.match(line["ts"]) and datetime.fromisoformat(line["ts"]) for line in lines)
+
+    def transitions(task_id: str) -> list[dict[str, Any]]:
+        return [line for line in lines if line["logger"] == TRANSITIONS and line.get("task_id") == task_id]
+
+    success = transitions(run["success_id"])
+    assert [line["status"] for line in success] == ["PENDING", "STARTED", "SUCCESS"]
+    assert success[1]["agent"] == success[2]["agent"] == "summarise"
+    assert success[1]["queued_s"] >= 0 and success[2]["elapsed_s"] >= 0 and success[2]["attempt"] == 1
+    failure = transitions(run["failure_id"])
+    assert [line["status"] for line in failure] == ["PENDING", "STARTED", "FAILURE"]
+    assert (failure[2]["agent"], failure[2]["error_type"]) == ("fails", "llm_http_error")
+
+    access = [line for line in lines if line["logger"] == "aiohttp.access"]
+    refused = [line for line in access if line["status"] == 404]
+    assert [(line["method"], line["path"]) for line in refused] == [("POST", "/api/webhooks/agents/<token>")]
+    assert any(line["path"] == "/api/webhooks/agents/<token>?question=again" for line in access)
+    assert any(line["path"] == "/metrics" and line["status"] == 200 for line in access)
+    assert all(line["duration_ms"] >= 0 for line in access)
