@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tasks.pool import MAX_FINAL_WRITE_RETRY_S
 from tests.fake_llm import FakeLLM
 from tests.processes import HookdProcess, HookdProcesses
 from tests.remote import (
@@ -387,7 +388,8 @@ async def test_runs_that_end_while_the_database_cannot_be_written_finish_once_it
     after = [await api.trigger(ok, {"question": f"after {n}"}) for n in range(3)]
     # No restart: the same process gets every task to a final state.
     try:
-        done = await api.wait_all(running + acked_during + after, timeout_s=3)
+        # A run whose final write kept failing waits up to MAX_FINAL_WRITE_RETRY_S to try again.
+        done = await api.wait_all(running + acked_during + after, timeout_s=MAX_FINAL_WRITE_RETRY_S + 5)
     except AssertionError as exc:
         raise LostRun(str(exc)[:1000]) from None
     for n, task_id in enumerate(running):
