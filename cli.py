@@ -7,8 +7,10 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+from agents import apply
 from agents.agent import Agent, validate_agent_fields
 from agents.tokens import new_token, webhook_url
 from errors import HookdError, NotFound
@@ -115,6 +117,14 @@ async def agents_rotate_token(store: Store, settings: Settings, args: argparse.N
     print("The old webhook URL no longer works.")
 
 
+async def agents_apply(store: Store, settings: Settings, args: argparse.Namespace) -> None:
+    declared = apply.read_agents_file(Path(args.file), args.file)
+    steps = apply.plan(args.file, declared, await store.list_agents())
+    outcomes = None if args.dry_run else await apply.apply(store, steps)
+    base = _public_base(settings)
+    print("\n".join(apply.report(args.file, steps, outcomes, lambda token: webhook_url(base, token))))
+
+
 async def tasks_list(store: Store, settings: Settings, args: argparse.Namespace) -> None:
     agent_id = (await _find_agent(store, args.agent)).id if args.agent else None
     statuses = [s.strip().upper() for s in args.status.split(",")] if args.status else []
@@ -201,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     db_command(
         agents, "rotate-token", agents_rotate_token, "issue a new webhook URL; the old one stops working"
     ).add_argument("agent", help="id or name")
+    applying = db_command(
+        agents, "apply", agents_apply, "create or update agents, matched by name, from a TOML file"
+    )
+    applying.add_argument("file", help="a TOML file of [[agent]] tables (see README: Agents as code)")
+    applying.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
 
     tasks = commands.add_parser("tasks", help="inspect and cancel tasks").add_subparsers(
         dest="action", required=True

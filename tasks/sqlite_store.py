@@ -126,6 +126,27 @@ def _dumps(value: Any) -> str:
     return text
 
 
+def _agent_row(fields: dict[str, Any]) -> dict[str, Any]:
+    """Validated agent fields as column values."""
+    unknown = set(fields) - set(_AGENT_WRITABLE)
+    assert not unknown, f"not agent columns: {unknown}"
+    return {k: (_dumps(v) if k == "llm" else v) for k, v in fields.items()}
+
+
+def _insert_agent(fields: dict[str, Any], token_sha256: bytes, now: float) -> tuple[str, dict[str, Any]]:
+    row = _agent_row(fields) | {"id": uuid7(), "token_sha256": token_sha256}
+    row |= {"created_at": now, "updated_at": now}
+    columns = ", ".join(row)
+    placeholders = ", ".join(f":{c}" for c in row)
+    return f"INSERT INTO agents ({columns}) VALUES ({placeholders}) RETURNING {AGENT_COLUMNS}", row
+
+
+def _update_agent(agent_id: str, row: dict[str, Any], now: float) -> tuple[str, dict[str, Any]]:
+    row = row | {"updated_at": now, "id": agent_id}
+    assignments = ", ".join(f"{c} = :{c}" for c in row if c != "id")
+    return f"UPDATE agents SET {assignments} WHERE id = :id RETURNING {AGENT_COLUMNS}", row
+
+
 class SQLiteStore(Store):
     def __init__(self, path: str, *, sync: str = "full") -> None:
         self.path = str(Path(path).expanduser())
@@ -194,12 +215,7 @@ class SQLiteStore(Store):
     # -- agents ------------------------------------------------------------------------
 
     async def create_agent(self, fields: dict[str, Any], token_sha256: bytes) -> Agent:
-        now = time.time()
-        row = {k: (_dumps(v) if k == "llm" else v) for k, v in fields.items()}
-        row |= {"id": uuid7(), "token_sha256": token_sha256, "created_at": now, "updated_at": now}
-        columns = ", ".join(row)
-        placeholders = ", ".join(f":{c}" for c in row)
-        sql = f"INSERT INTO agents ({columns}) VALUES ({placeholders}) RETURNING {AGENT_COLUMNS}"
+        sql, row = _insert_agent(fields, token_sha256, time.time())
 
         def op(conn: sqlite3.Connection) -> Any:
             return conn.execute(sql, row).fetchall()
@@ -230,9 +246,7 @@ class SQLiteStore(Store):
         return [_agent(r) for r in await self._read(f"SELECT {AGENT_COLUMNS} FROM agents ORDER BY name")]
 
     async def _update_agent_columns(self, agent_id: str, row: dict[str, Any]) -> Agent:
-        row = row | {"updated_at": time.time(), "id": agent_id}
-        assignments = ", ".join(f"{c} = :{c}" for c in row if c != "id")
-        sql = f"UPDATE agents SET {assignments} WHERE id = :id RETURNING {AGENT_COLUMNS}"
+        sql, row = _update_agent(agent_id, row, time.time())
 
         def op(conn: sqlite3.Connection) -> Any:
             return conn.execute(sql, row).fetchall()
@@ -246,10 +260,26 @@ class SQLiteStore(Store):
         return _agent(rows[0])
 
     async def update_agent(self, agent_id: str, fields: dict[str, Any]) -> Agent:
-        unknown = set(fields) - set(_AGENT_WRITABLE)
-        assert not unknown, f"not agent columns: {unknown}"
-        row = {k: (_dumps(v) if k == "llm" else v) for k, v in fields.items()}
-        return await self._update_agent_columns(agent_id, row)
+        return await self._update_agent_columns(agent_id, _agent_row(fields))
+
+    async def save_agents(
+        self, creates: Sequence[tuple[dict[str, Any], bytes]], updates: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[Agent]:
+        now = time.time()
+        statements = [_insert_agent(fields, token_sha256, now) for fields, token_sha256 in creates]
+        statements += [_update_agent(agent_id, _agent_row(fields), now) for agent_id, fields in updates]
+
+        def op(conn: sqlite3.Connection) -> list[Any]:
+            rows = [conn.execute(sql, row).fetchall() for sql, row in statements]
+            if [] in rows:  # an agent to update was deleted meanwhile: raising rolls all back
+                raise NotFound("An agent to update was deleted meanwhile; nothing was changed.")
+            return [found for (found,) in rows]
+
+        try:
+            rows = await self._write(op)
+        except sqlite3.IntegrityError:
+            raise Conflict("One of these names was taken meanwhile; nothing was changed.") from None
+        return [_agent(row) for row in rows]
 
     async def set_agent_token(self, agent_id: str, token_sha256: bytes) -> Agent:
         return await self._update_agent_columns(agent_id, {"token_sha256": token_sha256})

@@ -106,6 +106,14 @@ class Store(ABC):
         """Change validated fields. NotFound, or Conflict if a new name is taken."""
 
     @abstractmethod
+    async def save_agents(
+        self, creates: Sequence[tuple[dict[str, Any], bytes]], updates: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[Agent]:
+        """Create agents (validated fields, token hash) and change others (id, validated
+        fields) in one transaction: all or nothing. The agents as saved, creates first.
+        Conflict if a name is taken, NotFound if an agent to change is gone."""
+
+    @abstractmethod
     async def set_agent_token(self, agent_id: str, token_sha256: bytes) -> Agent:
         """Replace the webhook token; the old one stops working with this commit."""
 

@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -105,9 +106,17 @@ class HookdProcesses:
         self._started: list[HookdProcess] = []
 
     def start(
-        self, db: Path | None = None, *, port: int | None = None, workers: int = 8, **settings: str
+        self,
+        db: Path | None = None,
+        *,
+        port: int | None = None,
+        workers: int = 8,
+        command: Sequence[str] = (sys.executable, "server.py"),
+        cwd: Path = REPO_ROOT,
+        **settings: str,
     ) -> HookdProcess:
-        """Start `python server.py` and return once it answers /api/health.
+        """Start `python server.py` (or `command`, run in `cwd`, e.g. a built hookd's `serve`)
+        and return once it answers /api/health.
 
         `settings` override the HOOKD_* environment by setting name. Blocking: from a test's
         event loop, call it through `asyncio.to_thread` so loop-served fakes keep answering.
@@ -115,11 +124,11 @@ class HookdProcesses:
         db = self._tmp_path / "hookd.db" if db is None else db
         port = free_port() if port is None else port
         log_path = self._tmp_path / f"hookd-{len(self._started) + 1}.log"
-        argv = [sys.executable, "server.py", "--port", str(port), "--db", str(db), "--workers", str(workers)]
+        argv = [*command, "--port", str(port), "--db", str(db), "--workers", str(workers)]
         with log_path.open("wb") as log:
             popen = subprocess.Popen(
                 argv,
-                cwd=REPO_ROOT,
+                cwd=cwd,
                 env=clean_environ(**(self._settings | settings)),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
