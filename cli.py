@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 from agents import apply
 from agents.agent import Agent, validate_agent_fields
+from agents.signatures import SIGNATURE_TYPES, new_secret
 from agents.tokens import new_token, webhook_url
 from errors import HookdError, NotFound
 from settings import Settings, SettingsError, add_setting_flags, load_settings, markdown_table
@@ -62,7 +64,31 @@ def _agent_fields(args: argparse.Namespace) -> dict[str, Any]:
     }
     if llm:
         data["llm"] = llm
+    kind = getattr(args, "signature", None)
+    if getattr(args, "signature_secret_env", None) and kind in (None, "none"):
+        raise HookdError("--signature-secret-env goes with --signature github or standard-webhooks.")
+    if kind == "none":
+        data["signature"] = None
+    elif kind is not None:
+        data["signature"] = {"type": kind, "secret": _signature_secret(kind, args.signature_secret_env)}
     return data
+
+
+def _signature_secret(kind: str, env_name: str | None) -> str:
+    """The secret from the environment variable named (never a flag: `ps` shows flags), else a new one."""
+    if env_name is None:
+        return new_secret(kind)
+    secret = os.environ.get(env_name)
+    if not secret:
+        raise HookdError(f"The environment variable {env_name} is not set or empty; put the secret in it.")
+    return secret
+
+
+def _show_generated_secret(args: argparse.Namespace, fields: dict[str, Any]) -> None:
+    if getattr(args, "signature", None) in (None, "none") or args.signature_secret_env:
+        return
+    print(f"Its new {args.signature} signing secret, shown this once (give it to the sender):")
+    print(f"  {fields['signature_secret']}")
 
 
 def _show_webhook(settings: Settings, agent: Agent, token: str, verb: str) -> None:
@@ -76,6 +102,7 @@ async def agents_create(store: Store, settings: Settings, args: argparse.Namespa
     token, token_hash = new_token()
     agent = await store.create_agent(fields, token_hash)
     _show_webhook(settings, agent, token, "Created")
+    _show_generated_secret(args, fields)
 
 
 async def agents_list(store: Store, settings: Settings, args: argparse.Namespace) -> None:
@@ -101,6 +128,7 @@ async def agents_update(store: Store, settings: Settings, args: argparse.Namespa
     if "llm" in fields:  # flags change single llm keys; keep the others
         fields["llm"] = agent.llm | fields["llm"]
     _print_json((await store.update_agent(agent.id, fields)).to_json())
+    _show_generated_secret(args, fields)
 
 
 async def agents_delete(store: Store, settings: Settings, args: argparse.Namespace) -> None:
@@ -175,6 +203,15 @@ def _add_agent_flags(parser: argparse.ArgumentParser, *, creating: bool) -> None
     parser.add_argument("--max-concurrency", type=int)
     # dest differs from the name: `rate_limit` is also a setting, read from the same namespace.
     parser.add_argument("--rate-limit", dest="agent_rate_limit", help="e.g. 60/min; '' for the default")
+    parser.add_argument(
+        "--signature",
+        choices=(*SIGNATURE_TYPES, "none"),
+        help="require webhooks signed this way (none: stop requiring it); the secret is generated"
+        " and shown once, unless --signature-secret-env names a variable holding it",
+    )
+    parser.add_argument(
+        "--signature-secret-env", metavar="VAR", help="environment variable holding the secret"
+    )
     if creating:
         parser.add_argument("--paused", dest="status", action="store_const", const="paused")
     else:

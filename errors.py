@@ -43,6 +43,12 @@ class PayloadTooLarge(HookdError):
     status = 413
 
 
+class Unprocessable(HookdError):
+    """Well-formed, but it contradicts an earlier request (e.g. a reused idempotency key)."""
+
+    status = 422
+
+
 class TooManyRequests(HookdError):
     """Come back later: the answer carries Retry-After."""
 

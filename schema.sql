@@ -23,7 +23,12 @@ CREATE TABLE agents (
     status          TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'paused')),
     token_sha256    BLOB NOT NULL UNIQUE,          -- SHA-256 of the webhook token; the token itself is never stored
     created_at      REAL NOT NULL,
-    updated_at      REAL NOT NULL
+    updated_at      REAL NOT NULL,
+    -- The signature its webhooks must carry (NULL: none). 'standard-webhooks': webhook-signature
+    -- over "{webhook-id}.{webhook-timestamp}.{body}"; 'github': X-Hub-Signature-256 over the body.
+    signature_type   TEXT CHECK (signature_type IN ('standard-webhooks', 'github')),
+    -- Kept as given because computing the HMAC needs it; never shown by the API after it is set.
+    signature_secret TEXT CHECK ((signature_type IS NULL) = (signature_secret IS NULL))
 );
 
 CREATE TABLE tasks (
@@ -59,3 +64,17 @@ CREATE INDEX tasks_by_agent ON tasks (agent_id, id);
 CREATE INDEX tasks_by_status ON tasks (status, id);
 -- Retention: the oldest finished tasks first.
 CREATE INDEX tasks_finished ON tasks (finished_at) WHERE status IN ('SUCCESS', 'FAILURE');
+
+-- Idempotency keys (Idempotency-Key, webhook-id or X-GitHub-Delivery) an agent saw in the last
+-- 24 hours: a request repeating one gets the task the first one made, not a new one.
+CREATE TABLE idempotency_keys (
+    agent_id    TEXT NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+    key         TEXT NOT NULL,
+    body_sha256 BLOB NOT NULL,                     -- SHA-256 of the raw body (of a GET: its query string)
+    task_id     TEXT NOT NULL,                     -- no reference: the key may outlive a short HOOKD_RESULT_TTL_DAYS
+    created_at  REAL NOT NULL,
+    PRIMARY KEY (agent_id, key)
+) WITHOUT ROWID;
+
+-- Retention: the oldest keys first.
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);

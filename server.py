@@ -40,7 +40,7 @@ from logs import configure_logging
 from settings import Settings
 from tasks import serve_lock
 from tasks.pool import WorkerPool
-from tasks.retention import run_retention
+from tasks.retention import run_retention, sweep_interval_s
 from tasks.sqlite_store import SQLiteStore
 from tasks.transitions import TransitionFeed, log_transition
 
@@ -141,14 +141,11 @@ RUNNER_KWARGS: dict[str, Any] = {"access_log_class": AccessLogger}
 
 
 async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[settings_key]
-    if not settings.result_ttl_days:
-        yield
-        return
-    ttl_s = settings.result_ttl_days * 86400
-    # Sweep about as often as a hundredth of the TTL, between a second and an hour.
-    interval_s = min(max(ttl_s / 100, 1.0), 3600.0)
-    sweeper = asyncio.create_task(run_retention(app[store_key], ttl_s, interval_s), name="hookd-retention")
+    days = app[settings_key].result_ttl_days
+    ttl_s = days * 86400 if days else None  # 0 keeps tasks; idempotency keys still expire
+    sweeper = asyncio.create_task(
+        run_retention(app[store_key], ttl_s, sweep_interval_s(ttl_s)), name="hookd-retention"
+    )
     try:
         yield
     finally:

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agents.prompt import check_template
+from agents.signatures import Signature, validate_signature
 from errors import InvalidInput
 from settings import parse_rate_limit
 
@@ -47,6 +48,7 @@ class Agent:
     status: str
     created_at: float
     updated_at: float
+    signature: Signature | None = None  # what its webhooks must be signed with; None: nothing
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +65,7 @@ class Agent:
             "status": self.status,
             "created_at": iso_time(self.created_at),
             "updated_at": iso_time(self.updated_at),
+            "signature": None if self.signature is None else self.signature.to_json(),
         }
 
 
@@ -145,7 +148,7 @@ def validate_agent_fields(data: Any, *, creating: bool) -> dict[str, Any]:
         raise InvalidInput("The body must be a JSON object describing the agent.")
     known = {
         "name", "description", "prompt", "input_template", "llm",
-        "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status",
+        "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status", "signature",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -191,4 +194,6 @@ def validate_agent_fields(data: Any, *, creating: bool) -> dict[str, Any]:
             if value not in AGENT_STATUSES:
                 raise InvalidInput("'status' must be 'active' or 'paused'.")
             fields[key] = value
+        elif key == "signature":  # stored as two columns
+            fields["signature_type"], fields["signature_secret"] = validate_signature(value)
     return fields

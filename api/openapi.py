@@ -20,7 +20,16 @@ from agents.agent import (
     MAX_TIMEOUT_S,
     PROVIDERS,
 )
+from agents.signatures import (
+    GITHUB,
+    GITHUB_HEADER,
+    MAX_SECRET_CHARS,
+    SIGNATURE_TYPES,
+    STANDARD_WEBHOOKS,
+    TIMESTAMP_TOLERANCE_S,
+)
 from agents.tokens import WEBHOOK_PATH
+from api.ingress import IDEMPOTENCY_HEADERS, MAX_KEY_CHARS
 from tasks.store import STATUSES
 
 routes = web.RouteTableDef()
@@ -88,6 +97,29 @@ LLM_IN: Schema = {
 }
 
 
+SIGNATURE_IN: Schema = {
+    "description": "Require every webhook to be signed with this secret (null: no signature needed)."
+    " standard-webhooks: webhook-id, webhook-timestamp and webhook-signature headers, secret"
+    " 'whsec_<base64 of 24 to 64 bytes>'. github: X-Hub-Signature-256, the secret set on the GitHub"
+    " webhook. The secret is never shown again.",
+    "oneOf": [
+        {"type": "null"},
+        _object(
+            {
+                "type": {"const": STANDARD_WEBHOOKS},
+                "secret": {"type": "string", "pattern": "^whsec_[A-Za-z0-9+/]{32,88}={0,2}$"},
+            }
+        ),
+        _object(
+            {
+                "type": {"const": GITHUB},
+                "secret": {"type": "string", "minLength": 1, "maxLength": MAX_SECRET_CHARS},
+            }
+        ),
+    ],
+}
+
+
 def _agent_fields() -> dict[str, Schema]:
     """The fields an agent is created or changed with (agents/agent.py validate_agent_fields)."""
     return {
@@ -115,6 +147,7 @@ def _agent_fields() -> dict[str, Schema]:
             "pattern": f"^\\s*(0*[1-9][0-9]*\\s*/\\s*({'|'.join(RATE_UNITS)})\\s*)?$",
         },
         "status": {"enum": list(AGENT_STATUSES)},
+        "signature": SIGNATURE_IN,
     }
 
 
@@ -138,6 +171,10 @@ AGENT: Schema = _object(
         "status": {"enum": list(AGENT_STATUSES)},
         "created_at": TIME,
         "updated_at": TIME,
+        "signature": {
+            "description": "The signature its webhooks must carry; the secret is never shown.",
+            "oneOf": [{"type": "null"}, _object({"type": {"enum": list(SIGNATURE_TYPES)}})],
+        },
     }
 )
 AGENT_WITH_WEBHOOK: Schema = AGENT | {
@@ -220,6 +257,7 @@ _ERROR_MEANING = {
     "409": "The request clashes with the current state.",
     "408": "The body did not arrive within HOOKD_BODY_TIMEOUT_S; nothing was stored.",
     "413": "The body is larger than HOOKD_MAX_BODY_BYTES.",
+    "422": "The idempotency key was used with a different body in the last 24 hours; nothing was stored.",
     "429": "Too many webhooks; nothing was stored. Send it again after Retry-After seconds.",
 }
 _ERROR_HEADERS = {
@@ -264,12 +302,72 @@ ADMIN: list[Schema] = [{"bearerAuth": []}]
 PUBLIC: list[Schema] = []
 WEBHOOK_ACCEPTED = _json(
     _object({"success": {"const": True}, "task_id": UUID}),
-    "The task is committed; poll GET /api/task_status?task_id=….",
-)
+    "The task is committed; poll GET /api/task_status?task_id=…. With Idempotent-Replayed: the"
+    " task an earlier request with the same idempotency key made; nothing new was stored.",
+) | {
+    "headers": {
+        "Idempotent-Replayed": {
+            "description": "Present on a repeat of an earlier request's idempotency key.",
+            "schema": {"const": "true"},
+        }
+    }
+}
 WEBHOOK_REFUSALS = {
+    "e400": "The body or query is malformed, or an idempotency header is unusable; the message says how.",
+    "e401": "The agent requires a signature, and this one is missing, wrong or too old (the"
+    " message names the header). Nothing was stored.",
     "e404": "No agent has this token (unknown, or rotated away).",
     "e409": "The agent is paused.",
 }
+
+
+def _header(name: str, description: str, schema: Schema | None = None) -> Schema:
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+_KEY_SCHEMA: Schema = {"type": "string", "pattern": f"^[\\x20-\\x7e]{{1,{MAX_KEY_CHARS}}}$"}
+_KEY_RULES = (
+    "Repeated for the same agent within 24 hours, the answer is the first request's task_id with"
+    " Idempotent-Replayed: true, and nothing is stored; with another body (compared by the SHA-256"
+    " of the raw body; of a GET, of its query string) it is refused with 422."
+    f" 1 to {MAX_KEY_CHARS} printable ASCII characters, else 400."
+)
+IDEMPOTENCY_PARAMETERS = [
+    _header(IDEMPOTENCY_HEADERS[0], f"The request's idempotency key. {_KEY_RULES}", _KEY_SCHEMA),
+    _header(
+        IDEMPOTENCY_HEADERS[1],
+        "Standard Webhooks' message id (covered by its signature): the idempotency key when there"
+        f" is no {IDEMPOTENCY_HEADERS[0]}.",
+        _KEY_SCHEMA,
+    ),
+    _header(
+        IDEMPOTENCY_HEADERS[2],
+        "GitHub's delivery id (a redelivery keeps it): the idempotency key when neither header"
+        " above is present.",
+        _KEY_SCHEMA,
+    ),
+]
+SIGNATURE_PARAMETERS = [
+    _header(
+        "webhook-timestamp",
+        "Standard Webhooks (for an agent that requires them): Unix seconds, at most"
+        f" {TIMESTAMP_TOLERANCE_S} s from the server's clock either way.",
+    ),
+    _header(
+        "webhook-signature",
+        "Standard Webhooks: space-separated 'v1,<base64 HMAC-SHA256>' signatures of"
+        " '{webhook-id}.{webhook-timestamp}.{raw body}'; any one valid signature is enough.",
+    ),
+    _header(
+        GITHUB_HEADER, "GitHub (for an agent that requires it): 'sha256=<hex HMAC-SHA256 of the raw body>'."
+    ),
+]
 AGENT_ID = _path_id("agent_id", "agent")
 TASK_ID = _path_id("task_id", "task")
 
@@ -286,6 +384,7 @@ PATHS: dict[str, Schema] = {
             "operationId": "triggerWebhook",
             "summary": "Run the agent on a payload",
             "security": PUBLIC,
+            "parameters": [*IDEMPOTENCY_PARAMETERS, *SIGNATURE_PARAMETERS],
             "requestBody": {
                 "required": False,
                 "description": "A JSON object (an empty body counts as {}), or form fields.",
@@ -305,7 +404,10 @@ PATHS: dict[str, Schema] = {
                 },
             },
             "responses": _responses(
-                "200", WEBHOOK_ACCEPTED, "400", "404", "408", "409", "413", "429", **WEBHOOK_REFUSALS
+                "200",
+                WEBHOOK_ACCEPTED,
+                *("400", "401", "404", "408", "409", "413", "422", "429"),
+                **WEBHOOK_REFUSALS,
             ),
         },
         "get": {
@@ -320,9 +422,12 @@ PATHS: dict[str, Schema] = {
                     "style": "form",
                     "explode": True,
                     "schema": {"type": "object", "additionalProperties": {"type": "string"}},
-                }
+                },
+                *IDEMPOTENCY_PARAMETERS,
             ],
-            "responses": _responses("200", WEBHOOK_ACCEPTED, "404", "409", "429", **WEBHOOK_REFUSALS),
+            "responses": _responses(
+                "200", WEBHOOK_ACCEPTED, "400", "401", "404", "409", "422", "429", **WEBHOOK_REFUSALS
+            ),
         },
     },
     "/api/task_status": {

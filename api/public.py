@@ -10,6 +10,7 @@ from aiohttp import web
 from agents.tokens import WEBHOOK_PATH, looks_like_token, token_sha256
 from api.app_keys import pool_key, rate_limiter_key, store_key
 from api.edge import dump_payload, read_webhook_payload
+from api.ingress import REPLAYED_HEADERS, check_ingress
 from errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from tasks.ids import is_uuid
 
@@ -38,16 +39,21 @@ async def trigger_webhook(request: web.Request) -> web.Response:
             " stored. Send it again later.",
             retry_after_s=QUEUE_FULL_RETRY_AFTER_S,
         )
-    if token_hash is None or not await request.app[rate_limiter_key].check(token_hash):
+    lookup = None if token_hash is None else await request.app[rate_limiter_key].check(token_hash)
+    if token_hash is None or lookup is None:
         raise _unknown_token()  # before reading the body or queueing at the writer
+    ingress = await check_ingress(request, lookup)  # signature and idempotency key, before parsing
     payload_json = dump_payload(await read_webhook_payload(request))
-    task_id = await request.app[store_key].enqueue(token_hash, payload_json)
-    if task_id is None:
+    enqueued = await ingress.enqueue(request.app[store_key], token_hash, payload_json)
+    if enqueued is None:
         await _refuse_unless_active(request, token_hash)
-        # The agent was paused and resumed, or its token rotated, in between.
+        # The agent was paused and resumed, its token rotated or its secret changed, in between.
         raise Conflict("The agent changed while this request was processed; send it again.")
-    pool.accepted(task_id)
-    return web.json_response({"success": True, "task_id": task_id})
+    task_id = enqueued.task_id
+    if not enqueued.replayed:  # a replay is the first request's answer again: nothing new was stored
+        pool.accepted(task_id)
+    headers = REPLAYED_HEADERS if enqueued.replayed else None
+    return web.json_response({"success": True, "task_id": task_id}, headers=headers)
 
 
 async def _refuse_unless_active(request: web.Request, token_hash: bytes) -> None:

@@ -18,11 +18,21 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from agents.agent import Agent
+from agents.signatures import Signature
 from errors import Conflict, NotFound, StorageUnavailable
 from tasks.ids import uuid7
 from tasks.sqlite_schema import set_up as set_up_schema
 from tasks.sqlite_writer import WriteOp, Writer
-from tasks.store import STATUSES, Recovery, Store, Task, cancelled_result, interrupted_result
+from tasks.store import (
+    IDEMPOTENCY_WINDOW_S,
+    STATUSES,
+    Enqueued,
+    Recovery,
+    Store,
+    Task,
+    cancelled_result,
+    interrupted_result,
+)
 
 log = logging.getLogger("hookd.store")
 
@@ -43,12 +53,23 @@ TASK_COLUMNS = (
 )
 AGENT_COLUMNS = (
     "id, name, description, prompt, input_template, llm, max_attempts, timeout_s,"
-    " max_concurrency, rate_limit, status, created_at, updated_at"
+    " max_concurrency, rate_limit, status, created_at, updated_at, signature_type, signature_secret"
 )
 _AGENT_WRITABLE = (
     "name", "description", "prompt", "input_template", "llm",
     "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status",
+    "signature_type", "signature_secret",
 )  # fmt: skip
+
+# A new task for the active agent holding a token (and, when the request's signature was
+# checked, still the secret it was checked with). The token lookup happens inside the write:
+# the webhook's hot path is one round trip to the writer, shared with every other webhook in its
+# commit.
+ENQUEUE_SQL = (
+    "INSERT INTO tasks (id, agent_id, payload, max_attempts, run_after, created_at)"
+    " SELECT ?1, id, ?2, max_attempts, ?3, ?3 FROM agents"
+    " WHERE token_sha256 = ?4 AND status = 'active' AND signature_secret IS ?5"
+)
 
 # Runnable tasks in queue order, then the ones whose agent still has room once the
 # running tasks and the earlier candidates of the same agent are counted.
@@ -114,6 +135,7 @@ def _agent(row: Sequence[Any]) -> Agent:
         status=row[10],
         created_at=row[11],
         updated_at=row[12],
+        signature=None if row[13] is None else Signature(row[13], row[14]),
     )
 
 
@@ -304,22 +326,59 @@ class SQLiteStore(Store):
 
     # -- tasks -------------------------------------------------------------------------
 
-    async def enqueue(self, token_sha256: bytes, payload_json: str) -> str | None:
+    async def enqueue(
+        self, token_sha256: bytes, payload_json: str, *, signature_secret: str | None = None
+    ) -> str | None:
         task_id = uuid7()
-        now = time.time()
-        params = (task_id, payload_json, now, now, token_sha256)
+        params = (task_id, payload_json, time.time(), token_sha256, signature_secret)
 
         def op(conn: sqlite3.Connection) -> int:
-            # The token lookup happens inside the write: the webhook's hot path is one
-            # round trip to the writer, shared with every other webhook in its commit.
-            return conn.execute(
-                "INSERT INTO tasks (id, agent_id, payload, max_attempts, run_after, created_at)"
-                " SELECT ?1, id, ?2, max_attempts, ?3, ?4 FROM agents"
-                " WHERE token_sha256 = ?5 AND status = 'active'",
-                params,
-            ).rowcount
+            return conn.execute(ENQUEUE_SQL, params).rowcount
 
         return task_id if await self._write(op) == 1 else None
+
+    async def enqueue_once(
+        self,
+        token_sha256: bytes,
+        payload_json: str,
+        *,
+        key: str,
+        body_sha256: bytes,
+        signature_secret: str | None = None,
+    ) -> Enqueued | None:
+        task_id = uuid7()
+        now = time.time()
+
+        def op(conn: sqlite3.Connection) -> Enqueued | None:
+            # Look-up and insert in one write op: the writer applies ops one at a time, so a
+            # concurrent request with the same key runs after this one and finds the key.
+            agent = conn.execute(
+                "SELECT id FROM agents WHERE token_sha256 = ? AND signature_secret IS ?",
+                (token_sha256, signature_secret),
+            ).fetchone()
+            if agent is None:
+                return None
+            found = conn.execute(
+                "SELECT task_id, body_sha256 FROM idempotency_keys"
+                " WHERE agent_id = ? AND key = ? AND created_at >= ?",
+                (agent[0], key, now - IDEMPOTENCY_WINDOW_S),
+            ).fetchone()
+            if found is not None:
+                return Enqueued(found[0], replayed=True, same_body=found[1] == body_sha256)
+            params = (task_id, payload_json, now, token_sha256, signature_secret)
+            if conn.execute(ENQUEUE_SQL, params).rowcount != 1:
+                return None  # the agent is paused
+            # An expired key not purged yet is taken over: it must not block a new task.
+            conn.execute(
+                "INSERT INTO idempotency_keys (agent_id, key, body_sha256, task_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (agent_id, key) DO UPDATE SET"
+                " body_sha256 = excluded.body_sha256, task_id = excluded.task_id,"
+                " created_at = excluded.created_at",
+                (agent[0], key, body_sha256, task_id, now),
+            )
+            return Enqueued(task_id, replayed=False)
+
+        return await self._write(op)
 
     async def get_task(self, task_id: str) -> Task | None:
         rows = await self._read(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
@@ -424,6 +483,18 @@ class SQLiteStore(Store):
             return conn.execute(
                 "DELETE FROM tasks WHERE rowid IN (SELECT rowid FROM tasks INDEXED BY tasks_finished"
                 " WHERE status IN ('SUCCESS', 'FAILURE') AND finished_at < ? ORDER BY finished_at LIMIT ?)",
+                params,
+            ).rowcount
+
+        return await self._write(op)
+
+    async def purge_idempotency_keys(self, created_before: float, limit: int) -> int:
+        params = (created_before, limit)
+
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM idempotency_keys WHERE (agent_id, key) IN (SELECT agent_id, key"
+                " FROM idempotency_keys WHERE created_at < ? ORDER BY created_at LIMIT ?)",
                 params,
             ).rowcount
 

@@ -16,6 +16,9 @@ from typing import Any
 from agents.agent import Agent, iso_time
 
 STATUSES = ("PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE")
+# How long a webhook's idempotency key is remembered: a request repeating it within this window
+# gets the first request's task instead of a new one.
+IDEMPOTENCY_WINDOW_S = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,15 @@ class Task:
         if with_payload:
             body["payload"] = json.loads(self.payload)
         return body
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """The task an idempotent webhook request answers with."""
+
+    task_id: str
+    replayed: bool  # an earlier request with the same key made this task; nothing new was stored
+    same_body: bool = True  # False: that earlier request had another body (so this one is refused)
 
 
 @dataclass(frozen=True)
@@ -124,9 +136,30 @@ class Store(ABC):
     # -- tasks -------------------------------------------------------------------------
 
     @abstractmethod
-    async def enqueue(self, token_sha256: bytes, payload_json: str) -> str | None:
+    async def enqueue(
+        self, token_sha256: bytes, payload_json: str, *, signature_secret: str | None = None
+    ) -> str | None:
         """Commit a new PENDING task for the *active* agent holding this webhook token and
-        return its id; None (and nothing stored) when no active agent holds it."""
+        return its id; None (and nothing stored) when no active agent holds it.
+
+        `signature_secret` is the secret the request's signature was checked with (None: it was
+        not checked): an agent whose secret is no longer that one gets no task either.
+        """
+
+    @abstractmethod
+    async def enqueue_once(
+        self,
+        token_sha256: bytes,
+        payload_json: str,
+        *,
+        key: str,
+        body_sha256: bytes,
+        signature_secret: str | None = None,
+    ) -> Enqueued | None:
+        """`enqueue`, unless the agent saw this idempotency key within IDEMPOTENCY_WINDOW_S:
+        then nothing is stored and the answer is that earlier task, with whether its request
+        had the same body (compared by SHA-256). The check and the insert are one atomic
+        write, so concurrent requests with one key make one task. None as for `enqueue`."""
 
     @abstractmethod
     async def get_task(self, task_id: str) -> Task | None:
@@ -180,6 +213,11 @@ class Store(ABC):
     @abstractmethod
     async def purge_finished(self, finished_before: float, limit: int) -> int:
         """Delete up to `limit` SUCCESS/FAILURE tasks finished before this epoch time, oldest
+        first; return how many."""
+
+    @abstractmethod
+    async def purge_idempotency_keys(self, created_before: float, limit: int) -> int:
+        """Forget up to `limit` idempotency keys first seen before this epoch time, oldest
         first; return how many."""
 
     @abstractmethod

@@ -16,6 +16,7 @@ UNKNOWN_ID = "00000000-0000-7000-8000-000000000000"
 async def error_cases(hookd: Hookd) -> list[tuple[str, str, dict[str, Any], int]]:
     agent = await hookd.create_agent()
     paused = await hookd.create_agent(status="paused")
+    signed = await hookd.create_agent(signature={"type": "github", "secret": "s3cret"})
     admin = {"headers": hookd.admin}
     return [
         (
@@ -27,6 +28,8 @@ async def error_cases(hookd: Hookd) -> list[tuple[str, str, dict[str, Any], int]
         ("POST", agent["webhook_path"], {"data": b"[]"}, 400),
         ("POST", "/api/webhooks/agents/nope", {"json": {}}, 404),
         ("POST", paused["webhook_path"], {"json": {}}, 409),
+        ("POST", signed["webhook_path"], {"json": {}}, 401),
+        ("POST", agent["webhook_path"], {"json": {}, "headers": {"Idempotency-Key": "k" * 300}}, 400),
         ("POST", agent["webhook_path"], {"data": b"x" * (2 * 1024 * 1024)}, 413),
         ("PUT", agent["webhook_path"], {}, 405),
         ("GET", "/api/task_status", {}, 400),
@@ -54,6 +57,17 @@ async def test_every_error_has_the_same_shape(hookd: Hookd) -> None:
         assert body["success"] is False
         assert isinstance(body["message"], str) and len(body["message"]) > 10, (method, path, body)
     assert hookd.count_rows() == 0
+
+
+async def test_a_reused_idempotency_key_is_422_with_the_same_shape(hookd: Hookd) -> None:
+    agent = await hookd.create_agent()
+    key = {"Idempotency-Key": "k"}
+    assert (await hookd.client.post(agent["webhook_path"], json={"n": 1}, headers=key)).status == 200
+    response = await hookd.client.post(agent["webhook_path"], json={"n": 2}, headers=key)
+    assert response.status == 422
+    body = await response.json()
+    assert set(body) == {"success", "message"} and body["success"] is False
+    assert hookd.count_rows() == 1
 
 
 async def test_405_says_what_is_allowed(hookd: Hookd) -> None:

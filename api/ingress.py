@@ -1,0 +1,116 @@
+"""Trusted ingress on the webhook: signature checks and idempotency keys, before anything is stored.
+
+Both work on the raw request: a signature covers the raw body, and two requests with one
+idempotency key are compared by the SHA-256 of their raw bodies (of a GET: its raw query
+string). The body is read once, here, and the payload parser that follows gets the same bytes.
+A request without an idempotency header, to an agent without a signature, skips all of this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from agents.signatures import verify
+from api.edge import read_body
+from api.rate_limit import TokenLookup
+from errors import InvalidInput, Unauthorized, Unprocessable
+from tasks.store import IDEMPOTENCY_WINDOW_S, Enqueued, Store
+
+# The first of these a request carries is its idempotency key: a client's own, a Standard
+# Webhooks message id, a GitHub delivery id (GitHub's redeliveries keep it).
+IDEMPOTENCY_HEADERS = ("Idempotency-Key", "webhook-id", "X-GitHub-Delivery")
+MAX_KEY_CHARS = 255
+_KEY = re.compile(f"[\\x20-\\x7e]{{1,{MAX_KEY_CHARS}}}")  # printable ASCII
+REPLAYED_HEADERS = {"Idempotent-Replayed": "true"}
+
+
+@dataclass(frozen=True)
+class Ingress:
+    """What the checks established about one webhook request, for its enqueue."""
+
+    signature_secret: str | None = None  # the secret its signature was checked with
+    key_header: str | None = None
+    key: str | None = None
+    body_sha256: bytes | None = None
+
+    async def enqueue(self, store: Store, token_sha256: bytes, payload_json: str) -> Enqueued | None:
+        """Store the task, or find the one an earlier request with the same key made."""
+        if self.key is None or self.body_sha256 is None:
+            task_id = await store.enqueue(token_sha256, payload_json, signature_secret=self.signature_secret)
+            return None if task_id is None else Enqueued(task_id, replayed=False)
+        enqueued = await store.enqueue_once(
+            token_sha256,
+            payload_json,
+            key=self.key,
+            body_sha256=self.body_sha256,
+            signature_secret=self.signature_secret,
+        )
+        if enqueued is not None and not enqueued.same_body:
+            raise Unprocessable(
+                f"This {self.key_header} was already used with a different body in the last"
+                f" {IDEMPOTENCY_WINDOW_S / 3600:g} hours (bodies are compared by their SHA-256), for"
+                f" task {enqueued.task_id}; nothing was stored. Send a new {self.key_header} for a new"
+                " request, or the very same body to get that task's id again."
+            )
+        return enqueued
+
+
+UNCHECKED = Ingress()
+
+
+def idempotency_key(headers: Mapping[str, str]) -> tuple[str, str] | None:
+    """(header name, key) from the first idempotency header present; InvalidInput if it is unusable."""
+    for name in IDEMPOTENCY_HEADERS:
+        key = headers.get(name)
+        if key is None:
+            continue
+        if not _KEY.fullmatch(key):
+            raise InvalidInput(
+                f"The {name} header must be 1 to {MAX_KEY_CHARS} printable ASCII characters;"
+                " nothing was stored."
+            )
+        return name, key
+    return None
+
+
+async def _raw_request(request: web.Request, why: str) -> bytes:
+    if request.method == "GET":
+        return request.rel_url.raw_query_string.encode("utf-8", "surrogateescape")
+    if request.content_type == "multipart/form-data":
+        # aiohttp parses multipart from the stream, so the raw bytes would be read twice.
+        raise InvalidInput(
+            f"{why} need the raw body, which hookd does not keep for multipart/form-data; send"
+            " JSON or a URL-encoded form instead. Nothing was stored."
+        )
+    return await read_body(request)  # aiohttp keeps it: the payload parser reads it again for free
+
+
+async def check_ingress(request: web.Request, lookup: TokenLookup) -> Ingress:
+    """Check the request's signature and idempotency key before its body is parsed.
+
+    401 for a signature that is missing, wrong or stale; 400 for an unusable key.
+    """
+    signature = lookup.signature
+    raw = None
+    if signature is not None:
+        if request.method == "GET":
+            raise Unauthorized(
+                "This agent only takes signed webhooks, and a signature covers a body, which a GET"
+                " has not: send the payload in a POST body. Nothing was stored."
+            )
+        raw = await _raw_request(request, "Signature checks")
+        verify(signature, request.headers, raw, now=time.time())
+    secret = None if signature is None else signature.secret
+    found = idempotency_key(request.headers)
+    if found is None:
+        return UNCHECKED if secret is None else Ingress(signature_secret=secret)  # the hot path
+    if raw is None:
+        raw = await _raw_request(request, "Idempotency keys")
+    key_header, key = found
+    return Ingress(secret, key_header, key, hashlib.sha256(raw).digest())
