@@ -30,6 +30,7 @@ from agents.signatures import (
 )
 from agents.tokens import WEBHOOK_PATH
 from api.ingress import IDEMPOTENCY_HEADERS, MAX_KEY_CHARS
+from api.web import ASSET_NAMES, ASSET_TYPES
 from tasks.store import STATUSES
 
 routes = web.RouteTableDef()
@@ -491,6 +492,46 @@ PATHS: dict[str, Schema] = {
                 "401",
             ),
         }
+    },
+    "/": {
+        "get": {
+            "operationId": "webPage",
+            "summary": "The admin web page: sign in with the admin key",
+            "security": PUBLIC,
+            "responses": {
+                "200": {
+                    "description": "The page (it calls the admin API with the key it is given).",
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
+    "/static/{name}": {
+        "parameters": [
+            {
+                "name": "name",
+                "in": "path",
+                "required": True,
+                "description": "One of the page's files; anything else is 404.",
+                "schema": {"enum": list(ASSET_NAMES)},
+            }
+        ],
+        "get": {
+            "operationId": "webPageFile",
+            "summary": "A script, style sheet or icon of the admin web page",
+            "security": PUBLIC,
+            "responses": _responses(
+                "200",
+                {
+                    "description": "The file.",
+                    "content": {
+                        kind: {"schema": {"type": "string"}} for kind in sorted(set(ASSET_TYPES.values()))
+                    },
+                },
+                "404",
+                e404="The page has no file of this name.",
+            ),
+        },
     },
     "/api/agents": {
         "post": {

@@ -98,7 +98,7 @@ def test_apply_creates_the_agents_and_prints_each_webhook_url_once(cli: Cli, age
 
     triage = cli.json("agents", "show", "triage")
     # Every field the file set (fields it left out keep their defaults; newer ones are not listed).
-    assert triage | {
+    expected = {
         "name": "triage",
         "description": "Sort support mail",
         "prompt": "Sort support mail by urgency.\nAnswer with one word.",
@@ -109,7 +109,8 @@ def test_apply_creates_the_agents_and_prints_each_webhook_url_once(cli: Cli, age
         "max_concurrency": None,
         "rate_limit": "60/min",
         "status": "active",
-    } == triage
+    }
+    assert triage | expected == triage
     summarise = cli.json("agents", "show", "summarise")
     assert summarise["llm"] == {
         "provider": "openai",

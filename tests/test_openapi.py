@@ -216,6 +216,7 @@ def success_cases(target: Target, method: str, path: str) -> list[schemathesis.C
         ("GET", "/api/tasks"): [{"query": {"status": "SUCCESS,pending", "limit": 10}}],
         ("GET", "/api/tasks/{task_id}"): [{"path_parameters": {"task_id": task_ids["done"]}}],
         ("POST", "/api/tasks/{task_id}/cancel"): [{"path_parameters": {"task_id": task_ids["running"]}}],
+        ("GET", "/static/{name}"): [{"path_parameters": {"name": "app.js"}}],
     }
     default = [{"path_parameters": agent_id}] if "{agent_id}" in path else [{}]
     return [operation.Case(**kwargs, **admin) for kwargs in cases.get((method, path), default)]

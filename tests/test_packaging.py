@@ -27,6 +27,7 @@ def test_wheel_serves_from_another_directory(tmp_path: Path) -> None:
         names = archive.namelist()
         entry_points = archive.read("hookd-0.1.0.dist-info/entry_points.txt").decode()
     assert "tasks/schema.sql" in names and "tasks/migrations/README.md" in names and "server.py" in names
+    assert {"api/static/index.html", "api/static/app.js", "api/static/style.css"} <= set(names)
     assert "hookd = cli:main" in entry_points
 
     site = tmp_path / "site"
@@ -60,6 +61,8 @@ def test_wheel_serves_from_another_directory(tmp_path: Path) -> None:
                 assert process.poll() is None, log_path.read_text()
                 assert time.monotonic() < deadline, "hookd did not start"
                 time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:  # the web page
+            assert response.headers["Content-Type"] == "text/html; charset=utf-8"
         assert (elsewhere / "hookd.db").exists()
         assert (elsewhere / "hookd.db.admin-key").stat().st_mode & 0o077 == 0
     finally:
