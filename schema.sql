@@ -23,7 +23,13 @@ CREATE TABLE agents (
     status          TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'paused')),
     token_sha256    BLOB NOT NULL UNIQUE,          -- SHA-256 of the webhook token; the token itself is never stored
     created_at      REAL NOT NULL,
-    updated_at      REAL NOT NULL
+    updated_at      REAL NOT NULL,
+    tools           TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(tools)),
+                                                   -- [{type: http_request | read_webpage | notify, …}]; never a key
+    max_steps       INTEGER NOT NULL DEFAULT 8 CHECK (max_steps BETWEEN 1 AND 50),
+                                                   -- model turns per run
+    json_schema     TEXT CHECK (json_schema IS NULL OR json_valid(json_schema))
+                                                   -- the answer's shape; NULL: free text
 );
 
 CREATE TABLE tasks (
@@ -59,3 +65,17 @@ CREATE INDEX tasks_by_agent ON tasks (agent_id, id);
 CREATE INDEX tasks_by_status ON tasks (status, id);
 -- Retention: the oldest finished tasks first.
 CREATE INDEX tasks_finished ON tasks (finished_at) WHERE status IN ('SUCCESS', 'FAILURE');
+
+-- The tool-call journal: each tool call that succeeded in a run of a task, committed as soon
+-- as it succeeded. A later attempt of the task that makes the same call at the same step
+-- (step, tool and arguments as canonical JSON) replays the output instead of calling again.
+-- Deleted with its task.
+CREATE TABLE tool_calls (
+    task_id     TEXT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    step        INTEGER NOT NULL,                  -- the model turn that asked for the call, from 1
+    tool        TEXT NOT NULL,
+    arguments   TEXT NOT NULL,                     -- canonical JSON: sorted keys, no spaces
+    output      TEXT NOT NULL,                     -- what the model was given
+    created_at  REAL NOT NULL,
+    PRIMARY KEY (task_id, step, tool, arguments)
+) WITHOUT ROWID;

@@ -10,6 +10,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agents.prompt import check_template
+from agents.structured import check_json_schema
+from agents.tools.registry import check_tools
 from errors import InvalidInput
 from settings import parse_rate_limit
 
@@ -22,6 +24,8 @@ MAX_NAME_CHARS = 200
 MAX_TEXT_CHARS = 100_000
 MAX_ATTEMPTS = 20
 MAX_TIMEOUT_S = 3600.0
+DEFAULT_MAX_STEPS = 8
+MAX_STEPS = 50
 
 
 def iso_time(epoch_s: float | None) -> str | None:
@@ -47,6 +51,9 @@ class Agent:
     status: str
     created_at: float
     updated_at: float
+    tools: list[dict[str, Any]]  # checked configs (agents/tools/registry.py)
+    max_steps: int  # model turns per run
+    json_schema: dict[str, Any] | None  # the answer's shape; None: free text
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +70,9 @@ class Agent:
             "status": self.status,
             "created_at": iso_time(self.created_at),
             "updated_at": iso_time(self.updated_at),
+            "tools": self.tools,
+            "max_steps": self.max_steps,
+            "json_schema": self.json_schema,
         }
 
 
@@ -146,6 +156,7 @@ def validate_agent_fields(data: Any, *, creating: bool) -> dict[str, Any]:
     known = {
         "name", "description", "prompt", "input_template", "llm",
         "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status",
+        "tools", "max_steps", "json_schema",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -191,4 +202,10 @@ def validate_agent_fields(data: Any, *, creating: bool) -> dict[str, Any]:
             if value not in AGENT_STATUSES:
                 raise InvalidInput("'status' must be 'active' or 'paused'.")
             fields[key] = value
+        elif key == "tools":
+            fields[key] = check_tools(value)
+        elif key == "max_steps":
+            fields[key] = _int(key, value, 1, MAX_STEPS)
+        elif key == "json_schema":
+            fields[key] = check_json_schema(value)
     return fields

@@ -43,12 +43,14 @@ TASK_COLUMNS = (
 )
 AGENT_COLUMNS = (
     "id, name, description, prompt, input_template, llm, max_attempts, timeout_s,"
-    " max_concurrency, rate_limit, status, created_at, updated_at"
+    " max_concurrency, rate_limit, status, created_at, updated_at, tools, max_steps, json_schema"
 )
 _AGENT_WRITABLE = (
     "name", "description", "prompt", "input_template", "llm",
     "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status",
+    "tools", "max_steps", "json_schema",
 )  # fmt: skip
+_AGENT_JSON = ("llm", "tools", "json_schema")  # stored as JSON text
 
 # Runnable tasks in queue order, then the ones whose agent still has room once the
 # running tasks and the earlier candidates of the same agent are counted.
@@ -114,7 +116,14 @@ def _agent(row: Sequence[Any]) -> Agent:
         status=row[10],
         created_at=row[11],
         updated_at=row[12],
+        tools=json.loads(row[13]),
+        max_steps=row[14],
+        json_schema=_json_or_none(row[15]),
     )
+
+
+def _agent_row(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: (_dumps(v) if k in _AGENT_JSON and v is not None else v) for k, v in fields.items()}
 
 
 def _dumps(value: Any) -> str:
@@ -195,7 +204,7 @@ class SQLiteStore(Store):
 
     async def create_agent(self, fields: dict[str, Any], token_sha256: bytes) -> Agent:
         now = time.time()
-        row = {k: (_dumps(v) if k == "llm" else v) for k, v in fields.items()}
+        row = _agent_row(fields)
         row |= {"id": uuid7(), "token_sha256": token_sha256, "created_at": now, "updated_at": now}
         columns = ", ".join(row)
         placeholders = ", ".join(f":{c}" for c in row)
@@ -248,7 +257,7 @@ class SQLiteStore(Store):
     async def update_agent(self, agent_id: str, fields: dict[str, Any]) -> Agent:
         unknown = set(fields) - set(_AGENT_WRITABLE)
         assert not unknown, f"not agent columns: {unknown}"
-        row = {k: (_dumps(v) if k == "llm" else v) for k, v in fields.items()}
+        row = _agent_row(fields)
         return await self._update_agent_columns(agent_id, row)
 
     async def set_agent_token(self, agent_id: str, token_sha256: bytes) -> Agent:
@@ -390,6 +399,29 @@ class SQLiteStore(Store):
             ).rowcount
 
         return await self._write(op)
+
+    # -- the tool-call journal ---------------------------------------------------------
+
+    async def tool_journal(self, task_id: str) -> dict[tuple[int, str, str], str]:
+        rows = await self._read(
+            "SELECT step, tool, arguments, output FROM tool_calls WHERE task_id = ?", (task_id,)
+        )
+        return {(step, tool, arguments): output for step, tool, arguments, output in rows}
+
+    async def journal_tool_call(self, task_id: str, key: tuple[int, str, str], output: str) -> None:
+        step, tool, arguments = key
+        params = (task_id, step, tool, arguments, output, time.time())
+
+        def op(conn: sqlite3.Connection) -> None:
+            # Only while the task exists: a task purged meanwhile keeps no journal.
+            conn.execute(
+                "INSERT INTO tool_calls (task_id, step, tool, arguments, output, created_at)"
+                " SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ?1)"
+                " ON CONFLICT DO NOTHING",
+                params,
+            )
+
+        await self._write(op)
 
     async def recover_interrupted(self) -> Recovery:
         params = (_dumps(interrupted_result()), time.time())

@@ -60,6 +60,9 @@ async def test_create_agent_defaults_and_webhook_url(hookd: Hookd) -> None:
         "status": "active",
         "created_at": None,
         "updated_at": None,
+        "tools": [],
+        "max_steps": 8,
+        "json_schema": None,
         "webhook_url": None,
     }
     base = str(hookd.client.make_url("")).rstrip("/")
