@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
+from referencing import Registry
 
 from agents.chat import ToolCall, ToolResult
 from agents.tools.base import Tool, ToolError
@@ -46,7 +47,10 @@ def excerpt(text: str, max_chars: int = OUTPUT_EXCERPT_CHARS) -> str:
 
 
 def _arguments_problem(validator: Draft202012Validator, arguments: dict[str, Any]) -> str | None:
-    error = best_match(validator.iter_errors(arguments))
+    try:
+        error = best_match(validator.iter_errors(arguments))
+    except Exception:  # a schema jsonschema cannot apply (say, an MCP server's): the tool decides
+        return None
     if error is None:
         return None
     return f"the arguments do not fit the tool's schema: at {error.json_path}: {error.message[:300]}"
@@ -57,7 +61,10 @@ class ToolRunner:
 
     def __init__(self, tools: list[Tool], journal: ToolJournal, task_id: str) -> None:
         self._tools = {tool.name: tool for tool in tools}
-        self._validators = {tool.name: Draft202012Validator(tool.parameters) for tool in tools}
+        # An empty registry: a $ref in a tool's schema is never fetched from anywhere.
+        self._validators = {
+            tool.name: Draft202012Validator(tool.parameters, registry=Registry()) for tool in tools
+        }
         self._journal = journal
         self._task_id = task_id
         self._done: dict[JournalKey, str] | None = None  # read once, on the first call

@@ -50,23 +50,31 @@ PARAMETERS: dict[str, Any] = {
 }
 
 
+def _server_url(value: Any) -> str | None:
+    """The server's URL without a trailing slash, or None if it is not an http(s) URL."""
+    if not isinstance(value, str) or not value.isascii():
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        return None
+    return value.rstrip("/")
+
+
 def check_config(config: dict[str, Any], where: str) -> dict[str, Any]:
     reader = ConfigReader(config, where, KEYS)
-    server = config.get("server", DEFAULT_SERVER)
-    try:
-        parts = urlsplit(server) if isinstance(server, str) and server.isascii() else None
-        valid = parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
-        valid = valid and parts is not None and not parts.query and (parts.port or 1) > 0
-    except ValueError:
-        valid = False
-    if not valid:
+    server = _server_url(config.get("server", DEFAULT_SERVER))
+    if server is None:
         raise reader.fail("server", "must be an ntfy server's http:// or https:// URL, like https://ntfy.sh.")
     topic = reader.text(
         "topic", pattern=_TOPIC, example="alerts-7f3a (letters, digits, - and _)", required=True
     )
     return {
         "type": NAME,
-        "server": str(server).rstrip("/"),
+        "server": server,
         "topic": topic,
         "api_key_env": reader.env_name("api_key_env"),
         "allow_private": reader.flag("allow_private", False),
