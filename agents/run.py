@@ -130,7 +130,7 @@ async def _converse(
     corrected = False
     step = 0
     while True:
-        if step == agent.max_steps + corrected:
+        if step == agent.max_steps + (1 if corrected else 0):
             raise ModelError(
                 "max_steps_exceeded",
                 f"The model was still calling tools after {step} turns (the agent's max_steps is"

@@ -97,6 +97,7 @@ LLM_IN: Schema = {
 
 _HOSTS: Schema = {
     "type": "array",
+    "minItems": 1,
     "maxItems": 100,
     "items": {"type": "string"},
     "description": "Host names (api.example.com), *.example.org for its subdomains, IP addresses,"
@@ -127,7 +128,12 @@ _TOOL_KEYS: dict[str, dict[str, Schema]] = {
         ),
     },
     read_webpage.NAME: {
-        "allow_hosts": {"type": ["array", "null"], "items": {"type": "string"}, "maxItems": 100}
+        "allow_hosts": {
+            "type": ["array", "null"],
+            "items": {"type": "string"},
+            "minItems": 1,
+            "maxItems": 100,
+        }
         | {"description": "As for http_request; null or left out: any host."},
         "allow_private": _ALLOW_PRIVATE,
         "timeout_s": _seconds(read_webpage.DEFAULT_TIMEOUT_S, read_webpage.MAX_TIMEOUT_S),

@@ -64,9 +64,9 @@ def normalize_host(host: str) -> str:
 
 def check_allow_hosts(value: object, where: str) -> list[str]:
     """An allow-list from an agent's tool config: host names, IP addresses, *.domain or '*'."""
-    if not isinstance(value, list) or not all(isinstance(h, str) for h in value) or len(value) > 100:
+    if not isinstance(value, list) or not all(isinstance(h, str) for h in value) or not 0 < len(value) <= 100:
         raise InvalidInput(
-            f"'{where}' must be a list of host names (at most 100), like [\"api.example.com\","
+            f"'{where}' must be a list of 1 to 100 host names, like [\"api.example.com\","
             ' "*.example.org"], or ["*"] for any host.'
         )
     hosts = []
