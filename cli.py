@@ -15,7 +15,7 @@ from agents import apply
 from agents.agent import Agent, validate_agent_fields
 from agents.signatures import SIGNATURE_TYPES, new_secret
 from agents.tokens import new_token, webhook_url
-from errors import HookdError, NotFound
+from errors import HookdError, InvalidInput, NotFound
 from settings import Settings, SettingsError, add_setting_flags, load_settings, markdown_table
 from tasks.ids import is_uuid
 from tasks.sqlite_store import SQLiteStore
@@ -51,10 +51,20 @@ def _agent_fields(args: argparse.Namespace) -> dict[str, Any]:
         "timeout_s",
         "max_concurrency",
         "status",
+        "max_steps",
     ):
         value = getattr(args, name, None)
         if value is not None:
             data[name] = value
+    for name in ("tools", "json_schema"):  # given as JSON text
+        text = getattr(args, name, None)
+        if text is not None:
+            try:
+                data[name] = json.loads(text)
+            except ValueError as exc:
+                raise InvalidInput(
+                    f"--{name.replace('_', '-')} must be JSON (null to clear): {exc}."
+                ) from None
     if getattr(args, "agent_rate_limit", None) is not None:
         data["rate_limit"] = args.agent_rate_limit
     llm = {
@@ -212,6 +222,9 @@ def _add_agent_flags(parser: argparse.ArgumentParser, *, creating: bool) -> None
     parser.add_argument(
         "--signature-secret-env", metavar="VAR", help="environment variable holding the secret"
     )
+    parser.add_argument("--max-steps", type=int, help="model turns per run (default 8)")
+    parser.add_argument("--tools", help='JSON, e.g. \'[{"type": "read_webpage"}]\'')
+    parser.add_argument("--json-schema", help="JSON Schema of the answer (JSON text; null to clear)")
     if creating:
         parser.add_argument("--paused", dest="status", action="store_const", const="paused")
     else:

@@ -28,7 +28,13 @@ CREATE TABLE agents (
     -- over "{webhook-id}.{webhook-timestamp}.{body}"; 'github': X-Hub-Signature-256 over the body.
     signature_type   TEXT CHECK (signature_type IN ('standard-webhooks', 'github')),
     -- Kept as given because computing the HMAC needs it; never shown by the API after it is set.
-    signature_secret TEXT CHECK ((signature_type IS NULL) = (signature_secret IS NULL))
+    signature_secret TEXT CHECK ((signature_type IS NULL) = (signature_secret IS NULL)),
+    tools           TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(tools)),
+                                                   -- [{type: http_request | read_webpage | notify, …}]; never a key
+    max_steps       INTEGER NOT NULL DEFAULT 8 CHECK (max_steps BETWEEN 1 AND 50),
+                                                   -- model turns per run
+    json_schema     TEXT CHECK (json_schema IS NULL OR json_valid(json_schema))
+                                                   -- the answer's shape; NULL: free text
 );
 
 CREATE TABLE tasks (
@@ -78,3 +84,17 @@ CREATE TABLE idempotency_keys (
 
 -- Retention: the oldest keys first.
 CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
+
+-- The tool-call journal: each tool call that succeeded in a run of a task, committed as soon
+-- as it succeeded. A later attempt of the task that makes the same call at the same step
+-- (step, tool and arguments as canonical JSON) replays the output instead of calling again.
+-- Deleted with its task.
+CREATE TABLE tool_calls (
+    task_id     TEXT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    step        INTEGER NOT NULL,                  -- the model turn that asked for the call, from 1
+    tool        TEXT NOT NULL,
+    arguments   TEXT NOT NULL,                     -- canonical JSON: sorted keys, no spaces
+    output      TEXT NOT NULL,                     -- what the model was given
+    created_at  REAL NOT NULL,
+    PRIMARY KEY (task_id, step, tool, arguments)
+) WITHOUT ROWID;

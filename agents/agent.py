@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from agents.prompt import check_template
 from agents.signatures import Signature, validate_signature
+from agents.structured import check_json_schema
+from agents.tools.registry import check_tools
 from errors import InvalidInput
 from settings import parse_rate_limit
 
@@ -23,6 +25,8 @@ MAX_NAME_CHARS = 200
 MAX_TEXT_CHARS = 100_000
 MAX_ATTEMPTS = 20
 MAX_TIMEOUT_S = 3600.0
+DEFAULT_MAX_STEPS = 8
+MAX_STEPS = 50
 
 
 def iso_time(epoch_s: float | None) -> str | None:
@@ -48,7 +52,10 @@ class Agent:
     status: str
     created_at: float
     updated_at: float
-    signature: Signature | None = None  # what its webhooks must be signed with; None: nothing
+    signature: Signature | None  # what its webhooks must be signed with; None: nothing
+    tools: list[dict[str, Any]]  # checked configs (agents/tools/registry.py)
+    max_steps: int  # model turns per run
+    json_schema: dict[str, Any] | None  # the answer's shape; None: free text
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +73,9 @@ class Agent:
             "created_at": iso_time(self.created_at),
             "updated_at": iso_time(self.updated_at),
             "signature": None if self.signature is None else self.signature.to_json(),
+            "tools": self.tools,
+            "max_steps": self.max_steps,
+            "json_schema": self.json_schema,
         }
 
 
@@ -149,6 +159,7 @@ def validate_agent_fields(data: Any, *, creating: bool) -> dict[str, Any]:
     known = {
         "name", "description", "prompt", "input_template", "llm",
         "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status", "signature",
+        "tools", "max_steps", "json_schema",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -196,4 +207,10 @@ def validate_agent_fields(data: Any, *, creating: bool) -> dict[str, Any]:
             fields[key] = value
         elif key == "signature":  # stored as two columns
             fields["signature_type"], fields["signature_secret"] = validate_signature(value)
+        elif key == "tools":
+            fields[key] = check_tools(value)
+        elif key == "max_steps":
+            fields[key] = _int(key, value, 1, MAX_STEPS)
+        elif key == "json_schema":
+            fields[key] = check_json_schema(value)
     return fields

@@ -1,8 +1,9 @@
-"""Model providers: OpenAI Chat Completions, Anthropic Messages, and echo (no model).
+"""Talking to model APIs: the shared transport, its errors, and echo (no model).
 
-Plain HTTP through hookd's one shared aiohttp ClientSession; no vendor SDKs. Every
-failure becomes a `ModelError` whose type names what went wrong and whose `transient`
-flag says whether another attempt may succeed.
+The wire formats live in agents/openai_chat.py and agents/anthropic_chat.py. Plain HTTP
+through hookd's one shared aiohttp ClientSession; no vendor SDKs. Every failure becomes a
+`ModelError` whose type names what went wrong and whose `transient` flag says whether
+another attempt may succeed.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ import aiohttp
 
 from errors import HookdError
 
-ANTHROPIC_VERSION = "2023-06-01"
-ANTHROPIC_MAX_TOKENS = 4096
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 MAX_RETRY_AFTER_S = 3600.0
 VENDOR_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
@@ -48,13 +47,6 @@ class ModelConfig:
     model: str
     base_url: str
     api_key: str = field(default="", repr=False)
-
-
-@dataclass(frozen=True)
-class Completion:
-    answer: str
-    model: str
-    usage: dict[str, Any]
 
 
 def _safe_url(url: str) -> str:
@@ -116,7 +108,7 @@ def _scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
 
 
-async def _post_json(
+async def post_json(
     session: aiohttp.ClientSession, config: ModelConfig, url: str, headers: dict[str, str], body: Any
 ) -> dict[str, Any]:
     where = _safe_url(url)
@@ -165,7 +157,7 @@ async def _post_json(
     return data
 
 
-def _bad_shape(config: ModelConfig, what: str) -> ModelError:
+def bad_shape(config: ModelConfig, what: str) -> ModelError:
     return ModelError(
         "llm_bad_response",
         f"The {config.provider} API answered without {what}; is base_url ({_safe_url(config.base_url)})"
@@ -174,70 +166,8 @@ def _bad_shape(config: ModelConfig, what: str) -> ModelError:
     )
 
 
-async def _openai(session: aiohttp.ClientSession, config: ModelConfig, system: str, user: str) -> Completion:
+def echo_answer(system: str, user: str) -> str:
+    """The echo provider's answer: the messages a model would have been sent."""
     messages = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": user})
-    headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-    data = await _post_json(
-        session,
-        config,
-        config.base_url + "/chat/completions",
-        headers,
-        {"model": config.model, "messages": messages, "stream": False},
-    )
-    try:
-        answer = data["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        raise _bad_shape(config, "choices[0].message.content") from None
-    usage = data.get("usage")
-    return Completion(
-        answer=answer if isinstance(answer, str) else "",
-        model=str(data.get("model") or config.model),
-        usage=usage if isinstance(usage, dict) else {},
-    )
-
-
-async def _anthropic(
-    session: aiohttp.ClientSession, config: ModelConfig, system: str, user: str
-) -> Completion:
-    headers = {"anthropic-version": ANTHROPIC_VERSION}
-    if config.api_key:
-        headers["x-api-key"] = config.api_key
-    body: dict[str, Any] = {
-        "model": config.model,
-        "max_tokens": ANTHROPIC_MAX_TOKENS,
-        "messages": [{"role": "user", "content": user}],
-    }
-    if system:
-        body["system"] = system
-    data = await _post_json(session, config, config.base_url + "/v1/messages", headers, body)
-    blocks = data.get("content")
-    if not isinstance(blocks, list):
-        raise _bad_shape(config, "a content list")
-    answer = "".join(
-        b["text"]
-        for b in blocks
-        if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
-    )
-    usage = data.get("usage")
-    return Completion(
-        answer=answer,
-        model=str(data.get("model") or config.model),
-        usage=usage if isinstance(usage, dict) else {},
-    )
-
-
-def _echo(system: str, user: str) -> Completion:
-    messages = [{"role": "system", "content": system}] if system else []
-    messages.append({"role": "user", "content": user})
-    answer = json.dumps(messages, ensure_ascii=False, indent=2)
-    return Completion(answer=answer, model="echo", usage={})
-
-
-async def complete(session: aiohttp.ClientSession, config: ModelConfig, system: str, user: str) -> Completion:
-    """One model call: the system message and the user message in, the answer out."""
-    if config.provider == "echo":
-        return _echo(system, user)
-    if config.provider == "anthropic":
-        return await _anthropic(session, config, system, user)
-    return await _openai(session, config, system, user)
+    return json.dumps(messages, ensure_ascii=False, indent=2)

@@ -1,17 +1,25 @@
-"""One agent run: resolve the model, render the messages, call the provider."""
+"""One agent run: resolve the model, render the messages, then turns with the model — its
+tool calls run between them — until a final answer (in the agent's json_schema, if it has one)."""
 
 from __future__ import annotations
 
 import json
 import os
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
 from agents.agent import Agent
+from agents.anthropic_chat import AnthropicChat
+from agents.chat import Chat, ToolSpec
+from agents.openai_chat import OpenAIChat
 from agents.prompt import user_message
-from agents.providers import VENDOR_BASE_URLS, ModelConfig, ModelError, complete
+from agents.providers import VENDOR_BASE_URLS, ModelConfig, ModelError, echo_answer
+from agents.structured import answer_problem
+from agents.tools.calls import ToolJournal, ToolRunner
+from agents.tools.registry import open_tools
 
 
 @dataclass(frozen=True)
@@ -58,11 +66,95 @@ def resolve_model(agent: Agent, defaults: LLMDefaults) -> ModelConfig:
     )
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """The task a run is for."""
+
+    task_id: str
+    payload_json: str  # as accepted
+    attempt: int  # 1 for the first run, counting this one
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _add_usage(total: dict[str, Any], usage: dict[str, Any]) -> None:
+    """Token counts over the run's turns: numbers add up, anything else is the last turn's."""
+    for key, value in usage.items():
+        earlier = total.get(key)
+        if _is_number(value) and _is_number(earlier):
+            total[key] = earlier + value
+        else:
+            total[key] = value
+
+
+def new_chat(
+    config: ModelConfig, system: str, user: str, tools: list[ToolSpec], answer_schema: dict[str, Any] | None
+) -> Chat:
+    chat_class = AnthropicChat if config.provider == "anthropic" else OpenAIChat
+    return chat_class(config, system, user, tools, answer_schema)
+
+
 async def run_agent(
-    agent: Agent, payload_json: str, *, session: aiohttp.ClientSession, defaults: LLMDefaults
+    agent: Agent,
+    run: RunContext,
+    *,
+    session: aiohttp.ClientSession,
+    defaults: LLMDefaults,
+    journal: ToolJournal,
 ) -> dict[str, Any]:
-    """Run `agent` on a payload once; the SUCCESS result, or a ModelError."""
+    """Run `agent` on its task's payload once: the SUCCESS result, or a ModelError."""
     config = resolve_model(agent, defaults)
-    payload = json.loads(payload_json)
-    completion = await complete(session, config, agent.prompt, user_message(payload, agent.input_template))
-    return {"answer": completion.answer, "model": completion.model, "usage": completion.usage}
+    system = agent.prompt
+    user = user_message(json.loads(run.payload_json), agent.input_template)
+    if config.provider == "echo":  # no model, so no tools and no schema either
+        return {"answer": echo_answer(system, user), "model": "echo", "usage": {}}
+    async with AsyncExitStack() as stack:  # what the tools hold open, closed when the run ends
+        tools = await open_tools(agent.tools, stack)
+        runner = ToolRunner(tools, journal, run.task_id)
+        specs = [ToolSpec(tool.name, tool.description, tool.parameters) for tool in tools]
+        chat = new_chat(config, system, user, specs, agent.json_schema)
+        result = await _converse(agent, chat, runner, session)
+    if agent.tools:
+        result["tool_calls"] = runner.records
+    return result
+
+
+async def _converse(
+    agent: Agent, chat: Chat, runner: ToolRunner, session: aiohttp.ClientSession
+) -> dict[str, Any]:
+    """Turns until a final answer: tool calls are run and answered, a structured answer that
+    does not fit the schema is sent back once with what is wrong (a turn beyond max_steps)."""
+    usage: dict[str, Any] = {}
+    corrected = False
+    step = 0
+    while True:
+        if step == agent.max_steps + (1 if corrected else 0):
+            raise ModelError(
+                "max_steps_exceeded",
+                f"The model was still calling tools after {step} turns (the agent's max_steps is"
+                f" {agent.max_steps}) and gave no final answer.",
+                transient=False,
+            )
+        step += 1
+        reply = await chat.send(session)
+        _add_usage(usage, reply.usage)
+        if reply.tool_calls:
+            chat.add_tool_results([await runner.call(step, call) for call in reply.tool_calls])
+            continue
+        result: dict[str, Any] = {"answer": reply.text, "model": reply.model, "usage": usage}
+        if agent.json_schema is None:
+            return result
+        problem = reply.structured_problem or answer_problem(agent.json_schema, reply.structured)
+        if problem is None:
+            answer = json.dumps(reply.structured, ensure_ascii=False)
+            return result | {"answer": answer, "structured": reply.structured}
+        if corrected:
+            raise ModelError(
+                "schema_mismatch",
+                f"The model's answer did not match the agent's json_schema, also when asked again: {problem}.",
+                transient=False,
+            )
+        corrected = True
+        chat.correct(problem)

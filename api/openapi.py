@@ -13,9 +13,11 @@ from aiohttp import web
 
 from agents.agent import (
     AGENT_STATUSES,
+    DEFAULT_MAX_STEPS,
     LLM_FIELDS,
     MAX_ATTEMPTS,
     MAX_NAME_CHARS,
+    MAX_STEPS,
     MAX_TEXT_CHARS,
     MAX_TIMEOUT_S,
     PROVIDERS,
@@ -29,6 +31,9 @@ from agents.signatures import (
     TIMESTAMP_TOLERANCE_S,
 )
 from agents.tokens import WEBHOOK_PATH
+from agents.tools import http_request, notify, read_webpage
+from agents.tools.calls import OUTPUT_EXCERPT_CHARS
+from agents.tools.registry import MAX_TOOLS
 from api.ingress import IDEMPOTENCY_HEADERS, MAX_KEY_CHARS
 from api.web import ASSET_NAMES, ASSET_TYPES
 from tasks.store import STATUSES
@@ -121,6 +126,107 @@ SIGNATURE_IN: Schema = {
 }
 
 
+# -- tools -------------------------------------------------------------------------------
+
+_HOSTS: Schema = {
+    "type": "array",
+    "minItems": 1,
+    "maxItems": 100,
+    "items": {"type": "string"},
+    "description": "Host names (api.example.com), *.example.org for its subdomains, IP addresses,"
+    " or * for any host.",
+}
+_ALLOW_PRIVATE: Schema = {
+    "type": "boolean",
+    "default": False,
+    "description": "Allow loopback, private and link-local addresses (checked after DNS resolution).",
+}
+
+
+def _seconds(default: float, high: float) -> Schema:
+    return {"type": "number", "exclusiveMinimum": 0, "maximum": high, "default": default}
+
+
+def _whole(default: int, high: int) -> Schema:
+    return {"type": "integer", "minimum": 1, "maximum": high, "default": default}
+
+
+_TOOL_KEYS: dict[str, dict[str, Schema]] = {
+    http_request.NAME: {
+        "allow_hosts": _HOSTS,
+        "allow_private": _ALLOW_PRIVATE,
+        "timeout_s": _seconds(http_request.DEFAULT_TIMEOUT_S, http_request.MAX_TIMEOUT_S),
+        "max_response_bytes": _whole(
+            http_request.DEFAULT_MAX_RESPONSE_BYTES, http_request.MAX_RESPONSE_BYTES
+        ),
+    },
+    read_webpage.NAME: {
+        "allow_hosts": {
+            "type": ["array", "null"],
+            "items": {"type": "string"},
+            "minItems": 1,
+            "maxItems": 100,
+        }
+        | {"description": "As for http_request; null or left out: any host."},
+        "allow_private": _ALLOW_PRIVATE,
+        "timeout_s": _seconds(read_webpage.DEFAULT_TIMEOUT_S, read_webpage.MAX_TIMEOUT_S),
+        "max_chars": _whole(read_webpage.DEFAULT_MAX_CHARS, read_webpage.MAX_CHARS),
+    },
+    notify.NAME: {
+        "server": {"type": "string", "default": notify.DEFAULT_SERVER, "description": "The ntfy server."},
+        "topic": {"type": "string", "pattern": "^[-_A-Za-z0-9]{1,64}$"},
+        "api_key_env": {
+            "type": ["string", "null"],
+            "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+            "description": "The environment variable holding an ntfy access token, if the topic needs one.",
+        },
+        "allow_private": _ALLOW_PRIVATE,
+        "timeout_s": _seconds(notify.DEFAULT_TIMEOUT_S, notify.MAX_TIMEOUT_S),
+    },
+}
+_TOOL_REQUIRED = {http_request.NAME: ("allow_hosts",), read_webpage.NAME: (), notify.NAME: ("topic",)}
+
+
+def _tool(kind: str, *, stored: bool) -> Schema:
+    """One entry of `tools`: as given (only the required keys), or as stored (every key)."""
+    properties = {"type": {"const": kind}} | _TOOL_KEYS[kind]
+    return _object(properties, required=None if stored else ("type", *_TOOL_REQUIRED[kind]))
+
+
+def _tools(*, stored: bool) -> Schema:
+    return {
+        "type": "array" if stored else ["array", "null"],
+        "maxItems": MAX_TOOLS,
+        "items": {"oneOf": [_tool(kind, stored=stored) for kind in _TOOL_KEYS]},
+        "description": "The tools the model may call, each type at most once. Keys are never stored:"
+        " api_key_env names an environment variable of hookd's.",
+    }
+
+
+JSON_SCHEMA: Schema = {
+    "type": ["object", "null"],
+    "description": 'A JSON Schema (2020-12) with "type": "object" at its root: the model answers in'
+    " that shape and result.structured holds the answer. $ref only to its own parts (#/…).",
+}
+TOOL_CALL: Schema = _object(
+    {
+        "step": {"type": "integer", "minimum": 1, "description": "The model turn that asked for it."},
+        "tool": {"type": "string"},
+        "arguments": {"type": "object"},
+        "output": {
+            "type": ["string", "null"],
+            "description": f"Its first {OUTPUT_EXCERPT_CHARS} characters; null if the call failed.",
+        },
+        "error": {"type": ["string", "null"], "description": "What went wrong; the model was told."},
+        "duration_s": {"type": "number", "minimum": 0},
+        "replayed": {
+            "type": "boolean",
+            "description": "The output came from an earlier attempt's journal; the tool was not called again.",
+        },
+    }
+)
+
+
 def _agent_fields() -> dict[str, Schema]:
     """The fields an agent is created or changed with (agents/agent.py validate_agent_fields)."""
     return {
@@ -149,6 +255,12 @@ def _agent_fields() -> dict[str, Schema]:
         },
         "status": {"enum": list(AGENT_STATUSES)},
         "signature": SIGNATURE_IN,
+        "tools": _tools(stored=False),
+        "max_steps": {"type": "integer", "minimum": 1, "maximum": MAX_STEPS, "default": DEFAULT_MAX_STEPS}
+        | {
+            "description": "Model turns per run; a run still calling tools after them fails max_steps_exceeded."
+        },
+        "json_schema": JSON_SCHEMA,
     }
 
 
@@ -176,6 +288,9 @@ AGENT: Schema = _object(
             "description": "The signature its webhooks must carry; the secret is never shown.",
             "oneOf": [{"type": "null"}, _object({"type": {"enum": list(SIGNATURE_TYPES)}})],
         },
+        "tools": _tools(stored=True),
+        "max_steps": {"type": "integer", "minimum": 1, "maximum": MAX_STEPS},
+        "json_schema": JSON_SCHEMA,
     }
 )
 AGENT_WITH_WEBHOOK: Schema = AGENT | {
@@ -196,14 +311,28 @@ RESULT: Schema = {
     "description": "null until the task is final.",
     "oneOf": [
         {"type": "null"},
-        _object({"answer": {"type": "string"}, "model": {"type": "string"}, "usage": {"type": "object"}}),
+        _object(
+            {
+                "answer": {"type": "string", "description": "With a json_schema: the answer as JSON text."},
+                "model": {"type": "string"},
+                "usage": {"type": "object", "description": "The provider's token counts, summed over turns."},
+                "tool_calls": {
+                    "type": "array",
+                    "items": TOOL_CALL,
+                    "description": "Only for an agent with tools: every call, in order.",
+                },
+                "structured": {"type": "object", "description": "Only for an agent with a json_schema."},
+            },
+            required=("answer", "model", "usage"),
+        ),
         _object(
             {
                 "error": {"type": "string", "description": "For a human."},
                 "type": {
                     "type": "string",
                     "description": "llm_http_error, llm_unreachable, llm_bad_response, timeout,"
-                    " config_error, cancelled, interrupted, agent_deleted or internal_error.",
+                    " max_steps_exceeded, schema_mismatch, config_error, cancelled, interrupted,"
+                    " agent_deleted or internal_error.",
                 },
             }
         ),
@@ -707,6 +836,7 @@ DOCUMENT: Schema = {
             "Task": TASK,
             "TaskWithPayload": TASK_WITH_PAYLOAD,
             "Error": ERROR,
+            "ToolCall": TOOL_CALL,
         },
     },
 }

@@ -19,13 +19,14 @@ from typing import Any
 
 from agents.agent import Agent
 from agents.providers import ModelError
+from agents.run import RunContext
 from errors import NotFound, StorageUnavailable
 from tasks.events import TaskEvent, TaskEvents
 from tasks.store import Store, Task
 
 log = logging.getLogger("hookd.pool")
 
-RunAgent = Callable[[Agent, str], Awaitable[dict[str, Any]]]
+RunAgent = Callable[[Agent, RunContext], Awaitable[dict[str, Any]]]
 MAX_BACKOFF_S = 300.0
 QUEUE_RECOUNT_S = 1.0
 FINAL_WRITE_RETRY_S = 0.1
@@ -238,9 +239,10 @@ class WorkerPool:
             agent = await self._store.get_agent(task.agent_id)
         except NotFound:
             return _Outcome("FAILURE", {"error": "The task's agent was deleted.", "type": "agent_deleted"})
+        run = RunContext(task.id, task.payload, task.attempts)
         try:
             async with asyncio.timeout(agent.timeout_s):
-                return _Outcome("SUCCESS", await self._run_agent(agent, task.payload))
+                return _Outcome("SUCCESS", await self._run_agent(agent, run))
         except TimeoutError:
             error = ModelError(
                 "timeout",

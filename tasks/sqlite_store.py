@@ -53,13 +53,16 @@ TASK_COLUMNS = (
 )
 AGENT_COLUMNS = (
     "id, name, description, prompt, input_template, llm, max_attempts, timeout_s,"
-    " max_concurrency, rate_limit, status, created_at, updated_at, signature_type, signature_secret"
+    " max_concurrency, rate_limit, status, created_at, updated_at, signature_type, signature_secret,"
+    " tools, max_steps, json_schema"
 )
 _AGENT_WRITABLE = (
     "name", "description", "prompt", "input_template", "llm",
     "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status",
     "signature_type", "signature_secret",
+    "tools", "max_steps", "json_schema",
 )  # fmt: skip
+_AGENT_JSON = ("llm", "tools", "json_schema")  # stored as JSON text
 
 # A new task for the active agent holding a token (and, when the request's signature was
 # checked, still the secret it was checked with). The token lookup happens inside the write:
@@ -136,6 +139,9 @@ def _agent(row: Sequence[Any]) -> Agent:
         created_at=row[11],
         updated_at=row[12],
         signature=None if row[13] is None else Signature(row[13], row[14]),
+        tools=json.loads(row[15]),
+        max_steps=row[16],
+        json_schema=_json_or_none(row[17]),
     )
 
 
@@ -152,7 +158,7 @@ def _agent_row(fields: dict[str, Any]) -> dict[str, Any]:
     """Validated agent fields as column values."""
     unknown = set(fields) - set(_AGENT_WRITABLE)
     assert not unknown, f"not agent columns: {unknown}"
-    return {k: (_dumps(v) if k == "llm" else v) for k, v in fields.items()}
+    return {k: (_dumps(v) if k in _AGENT_JSON and v is not None else v) for k, v in fields.items()}
 
 
 def _insert_agent(fields: dict[str, Any], token_sha256: bytes, now: float) -> tuple[str, dict[str, Any]]:
@@ -499,6 +505,29 @@ class SQLiteStore(Store):
             ).rowcount
 
         return await self._write(op)
+
+    # -- the tool-call journal ---------------------------------------------------------
+
+    async def tool_journal(self, task_id: str) -> dict[tuple[int, str, str], str]:
+        rows = await self._read(
+            "SELECT step, tool, arguments, output FROM tool_calls WHERE task_id = ?", (task_id,)
+        )
+        return {(step, tool, arguments): output for step, tool, arguments, output in rows}
+
+    async def journal_tool_call(self, task_id: str, key: tuple[int, str, str], output: str) -> None:
+        step, tool, arguments = key
+        params = (task_id, step, tool, arguments, output, time.time())
+
+        def op(conn: sqlite3.Connection) -> None:
+            # Only while the task exists: a task purged meanwhile keeps no journal.
+            conn.execute(
+                "INSERT INTO tool_calls (task_id, step, tool, arguments, output, created_at)"
+                " SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ?1)"
+                " ON CONFLICT DO NOTHING",
+                params,
+            )
+
+        await self._write(op)
 
     async def recover_interrupted(self) -> Recovery:
         params = (_dumps(interrupted_result()), time.time())

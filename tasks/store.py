@@ -215,6 +215,18 @@ class Store(ABC):
         """Delete up to `limit` SUCCESS/FAILURE tasks finished before this epoch time, oldest
         first; return how many."""
 
+    # -- the tool-call journal ---------------------------------------------------------
+
+    @abstractmethod
+    async def tool_journal(self, task_id: str) -> dict[tuple[int, str, str], str]:
+        """The outputs of the task's successful tool calls, by (step, tool, canonical JSON
+        arguments), so a later attempt replays them instead of calling the tools again."""
+
+    @abstractmethod
+    async def journal_tool_call(self, task_id: str, key: tuple[int, str, str], output: str) -> None:
+        """Commit one successful tool call of a run of this task. Nothing if the key is already
+        journalled or the task is gone; the journal goes when its task is deleted."""
+
     @abstractmethod
     async def purge_idempotency_keys(self, created_before: float, limit: int) -> int:
         """Forget up to `limit` idempotency keys first seen before this epoch time, oldest

@@ -61,6 +61,9 @@ async def test_create_agent_defaults_and_webhook_url(hookd: Hookd) -> None:
         "created_at": None,
         "updated_at": None,
         "signature": None,
+        "tools": [],
+        "max_steps": 8,
+        "json_schema": None,
         "webhook_url": None,
     }
     base = str(hookd.client.make_url("")).rstrip("/")

@@ -139,6 +139,19 @@ def test_list_show_and_update(cli: Cli) -> None:
     assert cli.json("agents", "show", "alerts") == listed[0]
 
 
+def test_tools_max_steps_and_json_schema(cli: Cli) -> None:
+    tools = '[{"type": "read_webpage", "allow_hosts": ["docs.example.com"]}]'
+    cli.create_agent("reader", "--tools", tools, "--max-steps", "4", "--json-schema", '{"type": "object"}')
+    shown = cli.json("agents", "show", "reader")
+    assert [(t["type"], t["allow_hosts"]) for t in shown["tools"]] == [("read_webpage", ["docs.example.com"])]
+    assert (shown["max_steps"], shown["json_schema"]) == (4, {"type": "object"})
+    updated = cli.json("agents", "update", "reader", "--tools", "null", "--json-schema", "null")
+    assert (updated["tools"], updated["json_schema"], updated["max_steps"]) == ([], None, 4)
+    assert cli.fails("agents", "update", "reader", "--tools", "[{").startswith("--tools must be JSON")
+    message = cli.fails("agents", "update", "reader", "--json-schema", '{"type": "array"}')
+    assert message.startswith("'json_schema' must describe a JSON object")
+
+
 def test_rotate_token(cli: Cli) -> None:
     old_url, _ = cli.create_agent("triage", "--provider", "echo")
     out = cli("agents", "rotate-token", "triage")
