@@ -47,6 +47,7 @@ def _agent_fields(args: argparse.Namespace) -> dict[str, Any]:
         "timeout_s",
         "max_concurrency",
         "status",
+        "callback_url",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -70,7 +71,9 @@ def _show_webhook(settings: Settings, agent: Agent, token: str, verb: str) -> No
 
 
 async def agents_create(store: Store, settings: Settings, args: argparse.Namespace) -> None:
-    fields = validate_agent_fields(_agent_fields(args), creating=True)
+    fields = validate_agent_fields(
+        _agent_fields(args), creating=True, allow_private_callbacks=settings.callback_allow_private
+    )
     token, token_hash = new_token()
     agent = await store.create_agent(fields, token_hash)
     _show_webhook(settings, agent, token, "Created")
@@ -95,7 +98,9 @@ async def agents_show(store: Store, settings: Settings, args: argparse.Namespace
 
 async def agents_update(store: Store, settings: Settings, args: argparse.Namespace) -> None:
     agent = await _find_agent(store, args.agent)
-    fields = validate_agent_fields(_agent_fields(args), creating=False)
+    fields = validate_agent_fields(
+        _agent_fields(args), creating=False, allow_private_callbacks=settings.callback_allow_private
+    )
     if "llm" in fields:  # flags change single llm keys; keep the others
         fields["llm"] = agent.llm | fields["llm"]
     _print_json((await store.update_agent(agent.id, fields)).to_json())
@@ -165,6 +170,9 @@ def _add_agent_flags(parser: argparse.ArgumentParser, *, creating: bool) -> None
     parser.add_argument("--max-concurrency", type=int)
     # dest differs from the name: `rate_limit` is also a setting, read from the same namespace.
     parser.add_argument("--rate-limit", dest="agent_rate_limit", help="e.g. 60/min; '' for the default")
+    parser.add_argument(
+        "--callback-url", help="POST each final result here, signed (see the README); '' for none"
+    )
     if creating:
         parser.add_argument("--paused", dest="status", action="store_const", const="paused")
     else:

@@ -23,7 +23,10 @@ CREATE TABLE agents (
     status          TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'paused')),
     token_sha256    BLOB NOT NULL UNIQUE,          -- SHA-256 of the webhook token; the token itself is never stored
     created_at      REAL NOT NULL,
-    updated_at      REAL NOT NULL
+    updated_at      REAL NOT NULL,
+    callback_url    TEXT,                          -- final results are POSTed here; NULL: no callbacks
+    callback_secret TEXT                           -- whsec_<base64>: signs the callbacks; shown to admins only.
+                                                   -- NULL only in a file from before callbacks until hookd opens it
 );
 
 CREATE TABLE tasks (
@@ -59,3 +62,30 @@ CREATE INDEX tasks_by_agent ON tasks (agent_id, id);
 CREATE INDEX tasks_by_status ON tasks (status, id);
 -- Retention: the oldest finished tasks first.
 CREATE INDEX tasks_finished ON tasks (finished_at) WHERE status IN ('SUCCESS', 'FAILURE');
+
+-- Callbacks: one row per final result to POST to an agent's callback_url, inserted in the
+-- transaction that stores the result, so a crash cannot lose it (tasks/callbacks.py sends them).
+CREATE TABLE deliveries (
+    id               TEXT PRIMARY KEY,             -- UUIDv7, sent as webhook-id: the same on every attempt
+    task_id          TEXT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    -- Whose callback_secret signs it; SET NULL when the agent is deleted (the delivery then fails).
+    agent_id         TEXT REFERENCES agents (id) ON DELETE SET NULL,
+    url              TEXT NOT NULL,                -- the agent's callback_url when the task ended
+    -- pending:   waiting for its next attempt at next_attempt_at.
+    -- delivered: the receiver answered 2xx (delivered_at).
+    -- failed:    given up: 410 Gone, a refused address, no agent, or out of attempts (last_error).
+    status           TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  REAL,
+    last_attempt_at  REAL,
+    last_status_code INTEGER,                      -- the receiver's last HTTP status; NULL if none answered
+    last_error       TEXT,                         -- why the last attempt did not deliver, for a human
+    created_at       REAL NOT NULL,
+    delivered_at     REAL,
+    CHECK ((status = 'pending') = (next_attempt_at IS NOT NULL))
+);
+
+-- The delivery loop: pending deliveries by when they are due.
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
+-- A task's deliveries (admin API), and retention's cascade from tasks.
+CREATE INDEX deliveries_by_task ON deliveries (task_id);

@@ -18,8 +18,10 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from agents.agent import Agent
+from agents.tokens import new_signing_secret
 from errors import Conflict, NotFound, StorageUnavailable
 from tasks.ids import uuid7
+from tasks.sqlite_deliveries import SQLiteDeliveries, fill_callback_secrets, queue_deliveries
 from tasks.sqlite_schema import set_up as set_up_schema
 from tasks.sqlite_writer import WriteOp, Writer
 from tasks.store import Recovery, Store, Task, cancelled_result, interrupted_result
@@ -43,11 +45,11 @@ TASK_COLUMNS = (
 )
 AGENT_COLUMNS = (
     "id, name, description, prompt, input_template, llm, max_attempts, timeout_s,"
-    " max_concurrency, rate_limit, status, created_at, updated_at"
+    " max_concurrency, rate_limit, status, created_at, updated_at, callback_url, callback_secret"
 )
 _AGENT_WRITABLE = (
     "name", "description", "prompt", "input_template", "llm",
-    "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status",
+    "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status", "callback_url",
 )  # fmt: skip
 
 # Runnable tasks in queue order, then the ones whose agent still has room once the
@@ -114,6 +116,8 @@ def _agent(row: Sequence[Any]) -> Agent:
         status=row[10],
         created_at=row[11],
         updated_at=row[12],
+        callback_url=row[13],
+        callback_secret=row[14],
     )
 
 
@@ -126,7 +130,7 @@ def _dumps(value: Any) -> str:
     return text
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteDeliveries, Store):
     def __init__(self, path: str, *, sync: str = "full") -> None:
         self.path = str(Path(path).expanduser())
         self.sync = sync
@@ -175,6 +179,7 @@ class SQLiteStore(Store):
         """WAL, and the newest schema (on the writer thread)."""
         conn.execute("PRAGMA journal_mode = WAL")
         set_up_schema(conn, self.path)
+        fill_callback_secrets(conn)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -196,7 +201,13 @@ class SQLiteStore(Store):
     async def create_agent(self, fields: dict[str, Any], token_sha256: bytes) -> Agent:
         now = time.time()
         row = {k: (_dumps(v) if k == "llm" else v) for k, v in fields.items()}
-        row |= {"id": uuid7(), "token_sha256": token_sha256, "created_at": now, "updated_at": now}
+        row |= {
+            "id": uuid7(),
+            "token_sha256": token_sha256,
+            "callback_secret": new_signing_secret(),
+            "created_at": now,
+            "updated_at": now,
+        }
         columns = ", ".join(row)
         placeholders = ", ".join(f":{c}" for c in row)
         sql = f"INSERT INTO agents ({columns}) VALUES ({placeholders}) RETURNING {AGENT_COLUMNS}"
@@ -253,6 +264,9 @@ class SQLiteStore(Store):
 
     async def set_agent_token(self, agent_id: str, token_sha256: bytes) -> Agent:
         return await self._update_agent_columns(agent_id, {"token_sha256": token_sha256})
+
+    async def set_callback_secret(self, agent_id: str, secret: str) -> Agent:
+        return await self._update_agent_columns(agent_id, {"callback_secret": secret})
 
     async def delete_agent(self, agent_id: str) -> list[str]:
         now = time.time()
@@ -341,11 +355,20 @@ class SQLiteStore(Store):
 
     async def finish(self, task_id: str, status: str, result: dict[str, Any]) -> bool:
         assert status in ("SUCCESS", "FAILURE")
-        return await self._update_started(
-            task_id,
-            "status = :status, result = :result, finished_at = :now",
-            {"status": status, "result": _dumps(result), "now": time.time()},
-        )
+        now = time.time()
+        params = {"id": task_id, "status": status, "result": _dumps(result), "now": now}
+
+        def op(conn: sqlite3.Connection) -> bool:
+            finished = conn.execute(
+                "UPDATE tasks SET status = :status, result = :result, finished_at = :now"
+                " WHERE id = :id AND status = 'STARTED'",
+                params,
+            ).rowcount
+            if finished:
+                queue_deliveries(conn, [task_id], now)
+            return finished == 1
+
+        return await self._write(op)
 
     async def retry_later(self, task_id: str, run_after: float, error: dict[str, Any]) -> bool:
         return await self._update_started(
@@ -362,14 +385,17 @@ class SQLiteStore(Store):
         )
 
     async def cancel(self, task_id: str) -> Task:
-        params = (_dumps(cancelled_result()), time.time(), task_id)
+        now = time.time()
+        params = (_dumps(cancelled_result()), now, task_id)
 
         def op(conn: sqlite3.Connection) -> Any:
-            return conn.execute(
+            rows = conn.execute(
                 "UPDATE tasks SET status = 'FAILURE', result = ?, finished_at = ?"
                 f" WHERE id = ? AND status NOT IN ('SUCCESS', 'FAILURE') RETURNING {TASK_COLUMNS}",
                 params,
             ).fetchall()
+            queue_deliveries(conn, [row[0] for row in rows], now)
+            return rows
 
         rows = await self._write(op)
         if rows:
@@ -392,19 +418,22 @@ class SQLiteStore(Store):
         return await self._write(op)
 
     async def recover_interrupted(self) -> Recovery:
-        params = (_dumps(interrupted_result()), time.time())
+        now = time.time()
+        params = (_dumps(interrupted_result()), now)
 
-        def op(conn: sqlite3.Connection) -> Any:
-            return conn.execute(
+        def op(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
                 "UPDATE tasks SET"
                 " status = CASE WHEN attempts < max_attempts THEN 'PENDING' ELSE 'FAILURE' END,"
                 " result = CASE WHEN attempts < max_attempts THEN NULL ELSE ?1 END,"
                 " finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE ?2 END,"
                 " run_after = CASE WHEN attempts < max_attempts THEN ?2 ELSE run_after END,"
                 " started_at = CASE WHEN attempts < max_attempts THEN NULL ELSE started_at END"
-                " WHERE status = 'STARTED' RETURNING status",
+                " WHERE status = 'STARTED' RETURNING id, status",
                 params,
             ).fetchall()
+            queue_deliveries(conn, [task_id for task_id, status in rows if status == "FAILURE"], now)
+            return [status for _, status in rows]
 
-        statuses = [r[0] for r in await self._write(op)]
+        statuses = await self._write(op)
         return Recovery(requeued=statuses.count("PENDING"), failed=statuses.count("FAILURE"))
