@@ -14,8 +14,8 @@ again with exponential backoff and jitter, for at most MAX_AGE_S and MAX_ATTEMPT
 lives only in memory, so after a restart the pending deliveries go on where they stopped
 (at least once: a delivery cut off mid-send by a crash is sent again).
 
-Unless HOOKD_CALLBACK_ALLOW_PRIVATE is on, the host is resolved here and every address it
-resolves to must be public; the request then goes to that checked address (so the name cannot
+The host is resolved here, and unless HOOKD_CALLBACK_ALLOW_PRIVATE is on, every address it
+resolves to must be public. The request then goes to a checked address (so the name cannot
 resolve elsewhere in between), with the name as Host and as the TLS server name.
 """
 
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from agents.agent import address_refusal
+from agents.agent import IPAddress, address_refusal
 from agents.tokens import SIGNING_SECRET_PREFIX
 from errors import NotFound
 from tasks.events import TaskEvent
@@ -52,6 +52,7 @@ SEND_TIMEOUT_S = 10.0
 MAX_IN_FLIGHT = 4  # deliveries share the model calls' HTTP connections: leave them most
 IDLE_CHECK_S = 60.0  # a safety look at the table, for deliveries queued by another process
 RECORD_RETRY_S = 5.0
+MAX_ADDRESSES = 4  # of a name's addresses, the ones tried in turn when a connection fails
 USER_AGENT = "hookd-callbacks"
 
 
@@ -176,59 +177,68 @@ class CallbackSender:
         if agent is None or not agent.callback_secret:
             raise Refused("The agent was deleted, and with it the secret to sign the callback with.")
         body = json.dumps(task.status_json(), ensure_ascii=False, separators=(",", ":")).encode()
+        url = URL(delivery.url)
+        name = url.raw_host or ""  # IDNA-encoded, as it goes on the wire
+        host = f"[{name}]" if ":" in name else name  # an IPv6 literal keeps its brackets in Host
         try:
-            url, headers, server_hostname = await self._target(delivery.url)
+            addresses = await self._addresses(url)
         except OSError as exc:  # the name does not resolve (now): like a refused connection
-            return Outcome("pending", error=f"Could not resolve {URL(delivery.url).host}: {_describe(exc)}.")
+            return Outcome("pending", error=f"Could not resolve {url.host}: {_describe(exc)}.")
         timestamp = int(time.time())
-        headers |= {
+        headers = {
+            # The name, not the address the request goes to: what virtual hosts and TLS expect.
+            "Host": host if url.is_default_port() else f"{host}:{url.port}",
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             "webhook-id": delivery.id,
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(agent.callback_secret, delivery.id, timestamp, body),
         }
-        try:
-            async with self._session.post(
-                url,
-                data=body,
-                headers=headers,
-                server_hostname=server_hostname,
-                allow_redirects=False,  # a redirect could lead anywhere, past the address check
-                timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT_S),
-            ) as response:
-                code = response.status
-        except TimeoutError:
-            return Outcome("pending", error=f"No answer within {SEND_TIMEOUT_S:g} s.")
-        except (aiohttp.ClientError, OSError) as exc:
-            return Outcome("pending", error=f"Could not reach the receiver: {_describe(exc)}.")
+        unreachable: Exception | None = None
+        for address in addresses:  # the checked addresses only, in the resolver's order
+            try:
+                async with self._session.post(
+                    url.with_host(str(address)),
+                    data=body,
+                    headers=headers,
+                    server_hostname=name if url.scheme == "https" else None,
+                    allow_redirects=False,  # a redirect could lead anywhere, past the address check
+                    timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT_S),
+                ) as response:
+                    code = response.status
+                break
+            except aiohttp.ClientConnectorError as exc:  # refused, unroutable: the next address
+                unreachable = exc
+            except TimeoutError:
+                return Outcome("pending", error=f"No answer within {SEND_TIMEOUT_S:g} s.")
+            except (aiohttp.ClientError, OSError) as exc:
+                return Outcome("pending", error=f"Could not reach the receiver: {_describe(exc)}.")
+        else:
+            error = _describe(unreachable) if unreachable else "no address"
+            return Outcome("pending", error=f"Could not reach the receiver: {error}.")
         if 200 <= code < 300:
             return Outcome("delivered", code)
         if code == 410:
             return Outcome("failed", code, "The receiver answered 410 Gone: no more attempts.")
         return Outcome("pending", code, f"The receiver answered HTTP {code}.")
 
-    async def _target(self, url_text: str) -> tuple[URL, dict[str, str], str | None]:
-        """Where to send: the URL with its host resolved and checked (unless private addresses
-        are allowed), the Host header, and the TLS server name."""
-        url = URL(url_text)
-        if self._allow_private or url.host is None:
-            return url, {}, None
-        host = url.host
+    async def _addresses(self, url: URL) -> list[IPAddress]:
+        """The addresses to send to: the host's, resolved now, each of them checked unless
+        private addresses are allowed. Sending to these (not to the name) keeps the name from
+        resolving elsewhere between the check and the connection."""
+        host = url.host or ""
         infos = await asyncio.get_running_loop().getaddrinfo(
             host, url.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
         )
         addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
-        for address in addresses:
+        for address in addresses if not self._allow_private else ():
             reason = address_refusal(address)
             if reason is not None:
                 raise Refused(
                     f"{host} resolves to {address}, {reason}; hookd refuses callbacks there"
                     " unless HOOKD_CALLBACK_ALLOW_PRIVATE is true."
                 )
-        pinned = url.with_host(str(addresses[0]))
-        host_header = url.raw_host if url.is_default_port() else f"{url.raw_host}:{url.port}"
-        return pinned, {"Host": host_header or host}, host if url.scheme == "https" else None
+        return addresses[:MAX_ADDRESSES]
 
     def _log(self, delivery: Delivery, outcome: Outcome) -> None:
         # The host only: a callback URL may carry a credential in its path or query.

@@ -145,7 +145,7 @@ class Stream:
 
 async def read_stream(response: aiohttp.ClientResponse, timeout_s: float = 15.0) -> Stream:
     """Every event until the server ends the stream; fails if it has not ended by `timeout_s`."""
-    stream, fields = Stream(), {}
+    stream, fields = Stream(), dict[str, str]()
     async with asyncio.timeout(timeout_s):
         async for raw in response.content:
             line = raw.decode("utf-8").rstrip("\r\n")
