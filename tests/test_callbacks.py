@@ -24,6 +24,7 @@ import pytest
 from aiohttp import web
 
 from tasks.callbacks import sign
+from tasks.sqlite_store import SQLiteStore
 from tests.conftest import Hookd
 from tests.processes import free_port
 from tests.remote import poll
@@ -361,3 +362,25 @@ async def test_agents_from_an_older_file_get_a_secret(make_hookd: MakeHookd) -> 
     response = await reopened.client.get(f"/api/agents/{agent['id']}", headers=reopened.admin)
     secret = (await response.json())["callback_secret"]
     assert secret.startswith("whsec_") and secret != agent["callback_secret"]
+
+
+async def test_tasks_ended_by_recovery_or_cancel_get_a_delivery_in_the_same_write(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "hookd.db"))
+    await store.open()
+    try:
+        fields = {"name": "a", "max_attempts": 1, "callback_url": "https://example.org/hook"}
+        await store.create_agent(fields, b"h" * 32)
+        interrupted, cancelled = await store.enqueue(b"h" * 32, "{}"), await store.enqueue(b"h" * 32, "{}")
+        assert interrupted and cancelled
+        assert [t.id for t in await store.claim_batch(1)] == [interrupted]  # then hookd "dies"
+        assert (await store.recover_interrupted()).failed == 1
+        await store.cancel(cancelled)
+        for task_id in (interrupted, cancelled):
+            (delivery,) = await store.list_deliveries(task_id)
+            assert (delivery.status, delivery.url, delivery.attempts) == (
+                "pending",
+                fields["callback_url"],
+                0,
+            )
+    finally:
+        await store.close()
