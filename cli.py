@@ -52,6 +52,7 @@ def _agent_fields(args: argparse.Namespace) -> dict[str, Any]:
         "max_concurrency",
         "status",
         "max_steps",
+        "callback_url",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -108,7 +109,9 @@ def _show_webhook(settings: Settings, agent: Agent, token: str, verb: str) -> No
 
 
 async def agents_create(store: Store, settings: Settings, args: argparse.Namespace) -> None:
-    fields = validate_agent_fields(_agent_fields(args), creating=True)
+    fields = validate_agent_fields(
+        _agent_fields(args), creating=True, allow_private_callbacks=settings.callback_allow_private
+    )
     token, token_hash = new_token()
     agent = await store.create_agent(fields, token_hash)
     _show_webhook(settings, agent, token, "Created")
@@ -134,7 +137,9 @@ async def agents_show(store: Store, settings: Settings, args: argparse.Namespace
 
 async def agents_update(store: Store, settings: Settings, args: argparse.Namespace) -> None:
     agent = await _find_agent(store, args.agent)
-    fields = validate_agent_fields(_agent_fields(args), creating=False)
+    fields = validate_agent_fields(
+        _agent_fields(args), creating=False, allow_private_callbacks=settings.callback_allow_private
+    )
     if "llm" in fields:  # flags change single llm keys; keep the others
         fields["llm"] = agent.llm | fields["llm"]
     _print_json((await store.update_agent(agent.id, fields)).to_json())
@@ -225,6 +230,9 @@ def _add_agent_flags(parser: argparse.ArgumentParser, *, creating: bool) -> None
     parser.add_argument("--max-steps", type=int, help="model turns per run (default 8)")
     parser.add_argument("--tools", help='JSON, e.g. \'[{"type": "read_webpage"}]\'')
     parser.add_argument("--json-schema", help="JSON Schema of the answer (JSON text; null to clear)")
+    parser.add_argument(
+        "--callback-url", help="POST each final result here, signed (see the README); '' for none"
+    )
     if creating:
         parser.add_argument("--paused", dest="status", action="store_const", const="paused")
     else:

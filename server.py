@@ -1,8 +1,10 @@
 """hookd's server: the app factory, its resources, and `serve`.
 
 `create_app` does no I/O. The resources open in cleanup contexts, in order: the database,
-the HTTP client, the worker pool, the retention sweeper. They close in reverse, so workers
-stop (and write their final states) before the HTTP client and then the database close.
+the HTTP client, the worker pool, the task watch (requests waiting on a task), the callback
+deliveries, the retention sweeper. They close in reverse, so workers stop (and write their
+final states) before the HTTP client and then the database close. Requests still waiting on
+a task are woken at shutdown's start (on_shutdown), before aiohttp waits for open requests.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from api.app_keys import (
     rate_limiter_key,
     settings_key,
     store_key,
+    task_watch_key,
 )
 from api.edge import AccessLogger, error_middleware
 from api.metrics import Metrics
@@ -39,10 +42,12 @@ from api.rate_limit import RateLimiter
 from logs import configure_logging
 from settings import Settings
 from tasks import serve_lock
+from tasks.callbacks import CallbackSender
 from tasks.pool import WorkerPool
 from tasks.retention import run_retention, sweep_interval_s
 from tasks.sqlite_store import SQLiteStore
 from tasks.transitions import TransitionFeed, log_transition
+from tasks.watch import TaskWatch
 
 log = logging.getLogger("hookd")
 
@@ -136,6 +141,42 @@ async def worker_pool_ctx(app: web.Application) -> AsyncIterator[None]:
         await transitions.drain()
 
 
+async def task_watch_ctx(app: web.Application) -> AsyncIterator[None]:
+    watch = TaskWatch(app[pool_key].events)
+    app[task_watch_key] = watch
+    try:
+        yield
+    finally:
+        watch.close()
+
+
+async def stop_waiting(app: web.Application) -> None:
+    """on_shutdown: long-polls and event streams end now, instead of holding up aiohttp's
+    wait for open requests (shutdown_timeout) and then being cut off."""
+    if task_watch_key in app:
+        app[task_watch_key].close()
+
+
+async def callbacks_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    sender = CallbackSender(
+        app[store_key],
+        app[http_session_key],
+        allow_private=settings.callback_allow_private,
+        backoff_s=settings.retry_backoff_s,
+    )
+    unsubscribe = app[pool_key].events.subscribe(sender.on_event)
+    # Deliveries left pending by the last run (or a crash) are due: the loop's first look sends them.
+    loop = asyncio.create_task(sender.run(), name="hookd-callbacks")
+    try:
+        yield
+    finally:
+        unsubscribe()
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+
+
 # How the app is served, shared by `serve` and the tests: the access log never shows a token.
 RUNNER_KWARGS: dict[str, Any] = {"access_log_class": AccessLogger}
 
@@ -160,7 +201,10 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[settings_key] = settings
     app[metrics_key] = Metrics()
-    app.cleanup_ctx.extend([database_ctx, http_client_ctx, worker_pool_ctx, retention_ctx])
+    app.cleanup_ctx.extend(
+        [database_ctx, http_client_ctx, worker_pool_ctx, task_watch_ctx, callbacks_ctx, retention_ctx]
+    )
+    app.on_shutdown.append(stop_waiting)
     add_routes(app)
     return app
 

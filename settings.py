@@ -51,6 +51,15 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
 def _admin_key(text: str) -> str:
     if text and len(text.strip()) < 16:
         raise ValueError("must be at least 16 characters (or unset, to have one generated)")
@@ -171,8 +180,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "retry_backoff_s",
         "2",
-        "First retry delay after a transient model error; doubles per attempt (with jitter),"
-        " capped at 300 s.",
+        "First retry delay after a transient model error or a failed callback; doubles per"
+        " attempt (with jitter), capped at 300 s for runs and 1 hour for callbacks.",
         _non_negative_float,
     ),
     Setting(
@@ -181,6 +190,13 @@ SETTINGS: tuple[Setting, ...] = (
         "SQLite `synchronous`: `full` survives power loss, `normal` survives a process crash"
         " but may lose the last commits on power loss.",
         _choice("full", "normal"),
+    ),
+    Setting(
+        "callback_allow_private",
+        "false",
+        "Allow agents' callback URLs on loopback, link-local and private addresses (checked on the"
+        " address each callback connects to). Leave it off unless the receivers are on your own network.",
+        _bool,
     ),
     Setting(
         "llm_provider",
@@ -235,6 +251,7 @@ class Settings:
     shutdown_grace_s: float
     retry_backoff_s: float
     sync: str
+    callback_allow_private: bool
     llm_provider: str
     llm_base_url: str
     llm_model: str

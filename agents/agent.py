@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +28,8 @@ MAX_ATTEMPTS = 20
 MAX_TIMEOUT_S = 3600.0
 DEFAULT_MAX_STEPS = 8
 MAX_STEPS = 50
+MAX_URL_CHARS = 2000
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def iso_time(epoch_s: float | None) -> str | None:
@@ -56,6 +59,8 @@ class Agent:
     tools: list[dict[str, Any]]  # checked configs (agents/tools/registry.py)
     max_steps: int  # model turns per run
     json_schema: dict[str, Any] | None  # the answer's shape; None: free text
+    callback_url: str | None  # final results are POSTed here (tasks/callbacks.py)
+    callback_secret: str | None = field(repr=False)  # signs them; never in a log or a traceback
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +81,8 @@ class Agent:
             "tools": self.tools,
             "max_steps": self.max_steps,
             "json_schema": self.json_schema,
+            "callback_url": self.callback_url,
+            "callback_secret": self.callback_secret,  # the admin API and the CLI only
         }
 
 
@@ -149,7 +156,63 @@ def _llm(value: Any) -> dict[str, str]:
     return llm
 
 
-def validate_agent_fields(data: Any, *, creating: bool) -> dict[str, Any]:
+def address_refusal(address: IPAddress) -> str | None:
+    """Why a callback may not go to `address` unless HOOKD_CALLBACK_ALLOW_PRIVATE is on; None
+    if it may. Callbacks are requests hookd makes on a caller's behalf: without this, an agent's
+    callback_url could reach the services behind hookd's firewall."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_private:
+        return "a private address"
+    if not address.is_global or address.is_multicast:
+        return "not a public unicast address"
+    return None
+
+
+def _callback_url(value: Any, *, allow_private: bool) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput("'callback_url' must be an http:// or https:// URL, or null.")
+    url = _encodable("callback_url", value)
+    if len(url) > MAX_URL_CHARS:
+        raise InvalidInput(f"'callback_url' is too long: at most {MAX_URL_CHARS} characters.")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() or not c.isprintable() for c in url)
+    ):
+        raise InvalidInput(
+            "'callback_url' must be an http:// or https:// URL without spaces, e.g."
+            " https://example.org/hooks/hookd."
+        )
+    if not allow_private:
+        host = parts.hostname
+        try:
+            reason = address_refusal(ipaddress.ip_address(host))
+        except ValueError:  # a name: checked on the address it resolves to, at each delivery
+            reason = "a loopback name" if host == "localhost" or host.endswith(".localhost") else None
+        if reason is not None:
+            raise InvalidInput(
+                f"'callback_url' points at {host}, {reason}. hookd refuses those unless its"
+                " setting HOOKD_CALLBACK_ALLOW_PRIVATE is true."
+            )
+    return url
+
+
+def validate_agent_fields(
+    data: Any, *, creating: bool, allow_private_callbacks: bool = False
+) -> dict[str, Any]:
     """Check an agent object from the API or the CLI; return the fields to store.
 
     Unknown fields are refused rather than ignored, so a typo cannot go unnoticed.
@@ -160,6 +223,7 @@ def validate_agent_fields(data: Any, *, creating: bool) -> dict[str, Any]:
         "name", "description", "prompt", "input_template", "llm",
         "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status", "signature",
         "tools", "max_steps", "json_schema",
+        "callback_url",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -213,4 +277,6 @@ def validate_agent_fields(data: Any, *, creating: bool) -> dict[str, Any]:
             fields[key] = _int(key, value, 1, MAX_STEPS)
         elif key == "json_schema":
             fields[key] = check_json_schema(value)
+        elif key == "callback_url":
+            fields[key] = _callback_url(value, allow_private=allow_private_callbacks)
     return fields

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from agents.agent import Agent, validate_agent_fields
-from agents.tokens import new_token, webhook_url
+from agents.tokens import new_signing_secret, new_token, webhook_url
 from api.app_keys import pool_key, settings_key, store_key
 from api.edge import read_json_object, require_admin
 from errors import InvalidInput, NotFound
@@ -29,6 +29,11 @@ def _with_webhook(request: web.Request, agent: Agent, token: str) -> dict[str, A
     return agent.to_json() | {"webhook_url": webhook_url(_base_url(request), token)}
 
 
+def _agent_fields(request: web.Request, data: Any, *, creating: bool) -> dict[str, Any]:
+    allow_private = request.app[settings_key].callback_allow_private
+    return validate_agent_fields(data, creating=creating, allow_private_callbacks=allow_private)
+
+
 def _agent_id(request: web.Request) -> str:
     agent_id = request.match_info["agent_id"]
     if not is_uuid(agent_id):
@@ -46,7 +51,7 @@ def _task_id(request: web.Request) -> str:
 @routes.post("/api/agents")
 @require_admin
 async def create_agent(request: web.Request) -> web.Response:
-    fields = validate_agent_fields(await read_json_object(request), creating=True)
+    fields = _agent_fields(request, await read_json_object(request), creating=True)
     token, token_hash = new_token()
     agent = await request.app[store_key].create_agent(fields, token_hash)
     return web.json_response(_with_webhook(request, agent, token), status=201)
@@ -70,7 +75,7 @@ async def get_agent(request: web.Request) -> web.Response:
 @require_admin
 async def update_agent(request: web.Request) -> web.Response:
     agent_id = _agent_id(request)
-    fields = validate_agent_fields(await read_json_object(request), creating=False)
+    fields = _agent_fields(request, await read_json_object(request), creating=False)
     store = request.app[store_key]
     agent = await store.update_agent(agent_id, fields) if fields else await store.get_agent(agent_id)
     request.app[pool_key].notify()  # resumed agents and raised limits may free queued tasks
@@ -92,6 +97,13 @@ async def rotate_webhook(request: web.Request) -> web.Response:
     token, token_hash = new_token()
     agent = await request.app[store_key].set_agent_token(_agent_id(request), token_hash)
     return web.json_response(_with_webhook(request, agent, token))
+
+
+@routes.post("/api/agents/{agent_id}/callback-secret")
+@require_admin
+async def rotate_callback_secret(request: web.Request) -> web.Response:
+    agent = await request.app[store_key].set_callback_secret(_agent_id(request), new_signing_secret())
+    return web.json_response(agent.to_json())
 
 
 def _list_limit(text: str | None) -> int:
@@ -132,10 +144,25 @@ async def list_tasks(request: web.Request) -> web.Response:
 @routes.get("/api/tasks/{task_id}")
 @require_admin
 async def get_task(request: web.Request) -> web.Response:
-    task = await request.app[store_key].get_task(_task_id(request))
+    store = request.app[store_key]
+    task = await store.get_task(_task_id(request))
     if task is None:
         raise NotFound("No task has this id.")
-    return web.json_response(task.admin_json(with_payload=True))
+    deliveries = await store.list_deliveries(task.id)
+    return web.json_response(
+        task.admin_json(with_payload=True) | {"deliveries": [d.to_json() for d in deliveries]}
+    )
+
+
+@routes.get("/api/tasks/{task_id}/deliveries")
+@require_admin
+async def list_deliveries(request: web.Request) -> web.Response:
+    store = request.app[store_key]
+    task_id = _task_id(request)
+    deliveries = await store.list_deliveries(task_id)
+    if not deliveries and await store.get_task(task_id) is None:
+        raise NotFound("No task has this id.")
+    return web.json_response({"deliveries": [d.to_json() for d in deliveries]})
 
 
 @routes.post("/api/tasks/{task_id}/cancel")

@@ -10,6 +10,7 @@ from api.rate_limit import RateLimiter
 from settings import Settings
 from tasks.pool import WorkerPool
 from tasks.store import Store
+from tasks.watch import TaskWatch
 
 settings_key = web.AppKey("settings", Settings)
 store_key = web.AppKey("store", Store)
@@ -18,3 +19,4 @@ http_session_key = web.AppKey("http_session", aiohttp.ClientSession)
 pool_key = web.AppKey("pool", WorkerPool)
 rate_limiter_key = web.AppKey("rate_limiter", RateLimiter)
 metrics_key = web.AppKey("metrics", Metrics)
+task_watch_key = web.AppKey("task_watch", TaskWatch)

@@ -20,6 +20,7 @@ from agents.agent import (
     MAX_STEPS,
     MAX_TEXT_CHARS,
     MAX_TIMEOUT_S,
+    MAX_URL_CHARS,
     PROVIDERS,
 )
 from agents.signatures import (
@@ -35,8 +36,9 @@ from agents.tools import http_request, notify, read_webpage
 from agents.tools.calls import OUTPUT_EXCERPT_CHARS
 from agents.tools.registry import MAX_TOOLS
 from api.ingress import IDEMPOTENCY_HEADERS, MAX_KEY_CHARS
+from api.public import MAX_WAIT_S
 from api.web import ASSET_NAMES, ASSET_TYPES
-from tasks.store import STATUSES
+from tasks.store import DELIVERY_STATUSES, STATUSES
 
 routes = web.RouteTableDef()
 
@@ -261,6 +263,14 @@ def _agent_fields() -> dict[str, Schema]:
             "description": "Model turns per run; a run still calling tools after them fails max_steps_exceeded."
         },
         "json_schema": JSON_SCHEMA,
+        "callback_url": {
+            "type": ["string", "null"],
+            "maxLength": MAX_URL_CHARS,
+            "description": "Each final result is POSTed here, signed (Standard Webhooks). Loopback,"
+            " link-local and private addresses are refused (400) unless the server's"
+            " HOOKD_CALLBACK_ALLOW_PRIVATE is true. null or empty: no callbacks.",
+            "anyOf": [{"maxLength": 0}, {"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\\s]"}],
+        },
     }
 
 
@@ -291,6 +301,13 @@ AGENT: Schema = _object(
         "tools": _tools(stored=True),
         "max_steps": {"type": "integer", "minimum": 1, "maximum": MAX_STEPS},
         "json_schema": JSON_SCHEMA,
+        "callback_url": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_URL_CHARS},
+        "callback_secret": {
+            "type": "string",
+            "pattern": "^whsec_[A-Za-z0-9+/]+={0,2}$",
+            "description": "Signs the agent's callbacks: the key is the base64 after whsec_."
+            " POST /api/agents/{agent_id}/callback-secret replaces it.",
+        },
     }
 )
 AGENT_WITH_WEBHOOK: Schema = AGENT | {
@@ -365,10 +382,29 @@ TASK: Schema = _object(
     _TASK_STATUS_FIELDS | {"id": UUID, "last_error": _ref("LastError"), "next_attempt_at": TIME},
     required=(*_TASK_STATUS_FIELDS, "id", "last_error"),
 )
+DELIVERY: Schema = _object(
+    {
+        "id": UUID | {"description": "Sent as webhook-id, the same on every attempt."},
+        "task_id": UUID,
+        "url": {"type": "string"},
+        "status": {"enum": list(DELIVERY_STATUSES)},
+        "attempts": {"type": "integer", "minimum": 0},
+        "next_attempt_at": TIME_OR_NULL | {"description": "Set while pending."},
+        "last_attempt_at": TIME_OR_NULL,
+        "last_status_code": {"type": ["integer", "null"]},
+        "last_error": {"type": ["string", "null"]},
+        "created_at": TIME,
+        "delivered_at": TIME_OR_NULL,
+    }
+)
+DELIVERIES: Schema = {"type": "array", "items": _ref("Delivery")}
 TASK_WITH_PAYLOAD: Schema = TASK | {
     "properties": TASK["properties"]
-    | {"payload": {"type": "object", "description": "The webhook's payload, as accepted."}},
-    "required": [*TASK["required"], "payload"],
+    | {
+        "payload": {"type": "object", "description": "The webhook's payload, as accepted."},
+        "deliveries": DELIVERIES | {"description": "Its callbacks, oldest first."},
+    },
+    "required": [*TASK["required"], "payload", "deliveries"],
 }
 
 ERROR: Schema = _object({"success": {"const": False}, "message": {"type": "string", "minLength": 1}})
@@ -431,19 +467,39 @@ TOKEN: Schema = {
 ADMIN: list[Schema] = [{"bearerAuth": []}]
 PUBLIC: list[Schema] = []
 WEBHOOK_ACCEPTED = _json(
-    _object({"success": {"const": True}, "task_id": UUID}),
-    "The task is committed; poll GET /api/task_status?task_id=…. With Idempotent-Replayed: the"
-    " task an earlier request with the same idempotency key made; nothing new was stored.",
-) | {
-    "headers": {
-        "Idempotent-Replayed": {
-            "description": "Present on a repeat of an earlier request's idempotency key.",
-            "schema": {"const": "true"},
-        }
-    }
+    {
+        "anyOf": [
+            _object({"success": {"const": True}, "task_id": UUID}),
+            _object(
+                _TASK_STATUS_FIELDS | {"success": {"const": True}, "status": {"enum": ["SUCCESS", "FAILURE"]}}
+            ),
+        ]
+    },
+    "The task is committed; poll GET /api/task_status?task_id=…. Sent with Prefer: wait=N and"
+    " the run ended within N seconds: its final status instead, as task_status gives it. With"
+    " Idempotent-Replayed: the task an earlier request with the same idempotency key made;"
+    " nothing new was stored.",
+)
+WEBHOOK_ACCEPTED["headers"] = {
+    "Preference-Applied": {
+        "description": "wait=N when the request's Prefer: wait=N was honoured.",
+        "schema": {"type": "string", "pattern": "^wait=[0-9]+$"},
+    },
+    "Idempotent-Replayed": {
+        "description": "Present on a repeat of an earlier request's idempotency key.",
+        "schema": {"const": "true"},
+    },
+}
+PREFER: Schema = {
+    "name": "Prefer",
+    "in": "header",
+    "description": "RFC 7240. wait=N (0 to 60; bare wait is 60): answer with the final status if the"
+    " run ends within N seconds. Other preferences are ignored.",
+    "schema": {"type": "string"},
 }
 WEBHOOK_REFUSALS = {
-    "e400": "The body or query is malformed, or an idempotency header is unusable; the message says how.",
+    "e400": "The body or query is malformed, an idempotency header is unusable, or Prefer: wait=N is"
+    " not 0 to 60; the message says how, and nothing was stored.",
     "e401": "The agent requires a signature, and this one is missing, wrong or too old (the"
     " message names the header). Nothing was stored.",
     "e404": "No agent has this token (unknown, or rotated away).",
@@ -509,7 +565,7 @@ def _agent_body(*, creating: bool) -> Schema:
 
 PATHS: dict[str, Schema] = {
     WEBHOOK_PATH + "{token}": {
-        "parameters": [TOKEN],
+        "parameters": [TOKEN, PREFER],
         "post": {
             "operationId": "triggerWebhook",
             "summary": "Run the agent on a payload",
@@ -572,12 +628,59 @@ PATHS: dict[str, Schema] = {
                     "required": True,
                     "description": "The task_id the webhook returned.",
                     "schema": {"type": "string", "format": "uuid"},
-                }
+                },
+                {
+                    "name": "wait",
+                    "in": "query",
+                    "description": "Long-poll: answer as soon as the task is final, or after this"
+                    " many seconds with its status then. Empty or 0: at once.",
+                    "schema": {
+                        "anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_WAIT_S}, {"const": ""}]
+                    },
+                },
             ],
             "responses": _responses(
-                "200", _json(_ref("TaskStatus"), "The task."), "400", "404", e400="task_id is missing."
+                "200",
+                _json(_ref("TaskStatus"), "The task."),
+                "400",
+                "404",
+                e400="task_id is missing, or wait is not 0 to 60.",
             ),
         }
+    },
+    "/api/tasks/{task_id}/events": {
+        "parameters": [TASK_ID],
+        "get": {
+            "operationId": "taskEvents",
+            "summary": "The task's state changes as Server-Sent Events",
+            "description": "One event per change, from the current state: `event:` the status,"
+            " `data:` the task_status body, `id:` a sequence number; a `: heartbeat` comment every"
+            " 15 s. The stream ends after the final state. Public, like task_status.",
+            "security": PUBLIC,
+            "responses": _responses(
+                "200",
+                {
+                    "description": "The event stream.",
+                    "content": {
+                        "text/event-stream": {
+                            "schema": _object(
+                                {
+                                    "event": {"enum": list(STATUSES)},
+                                    "data": {
+                                        "type": "string",
+                                        "contentMediaType": "application/json",
+                                        "contentSchema": _ref("TaskStatus"),
+                                    },
+                                    "id": {"type": "string", "pattern": "^[1-9][0-9]*$"},
+                                }
+                            )
+                            | {"description": "One event (OpenAPI 3.1: the schema describes each)."}
+                        }
+                    },
+                },
+                "404",
+            ),
+        },
     },
     "/api/health": {
         "get": {
@@ -747,6 +850,17 @@ PATHS: dict[str, Schema] = {
             ),
         },
     },
+    "/api/agents/{agent_id}/callback-secret": {
+        "parameters": [AGENT_ID],
+        "post": {
+            "operationId": "rotateCallbackSecret",
+            "summary": "Give the agent a new callback signing secret; callbacks from now on use it",
+            "security": ADMIN,
+            "responses": _responses(
+                "200", _json(_ref("Agent"), "The agent and its new secret."), "401", "404"
+            ),
+        },
+    },
     "/api/tasks": {
         "get": {
             "operationId": "listTasks",
@@ -798,6 +912,17 @@ PATHS: dict[str, Schema] = {
             "responses": _responses("200", _json(_ref("TaskWithPayload"), "The task."), "401", "404"),
         },
     },
+    "/api/tasks/{task_id}/deliveries": {
+        "parameters": [TASK_ID],
+        "get": {
+            "operationId": "listDeliveries",
+            "summary": "The task's callbacks and how their attempts went, oldest first",
+            "security": ADMIN,
+            "responses": _responses(
+                "200", _json(_object({"deliveries": DELIVERIES}), "The deliveries."), "401", "404"
+            ),
+        },
+    },
     "/api/tasks/{task_id}/cancel": {
         "parameters": [TASK_ID],
         "post": {
@@ -835,6 +960,7 @@ DOCUMENT: Schema = {
             "TaskStatus": TASK_STATUS,
             "Task": TASK,
             "TaskWithPayload": TASK_WITH_PAYLOAD,
+            "Delivery": DELIVERY,
             "Error": ERROR,
             "ToolCall": TOOL_CALL,
         },

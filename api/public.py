@@ -1,22 +1,34 @@
 """The public API, DocsGPT-compatible: trigger an agent by its webhook, read a task's status.
 
-The webhook token and the task id are the credentials here; there is no other auth.
+The webhook token and the task id are the credentials here; there is no other auth. Results
+come without polling too: `Prefer: wait=N` on the webhook, `wait=N` on task_status (a
+long-poll), and the task's changes as Server-Sent Events (tasks/watch.py does the waiting).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+
 from aiohttp import web
 
 from agents.tokens import WEBHOOK_PATH, looks_like_token, token_sha256
-from api.app_keys import pool_key, rate_limiter_key, store_key
+from api.app_keys import pool_key, rate_limiter_key, store_key, task_watch_key
 from api.edge import dump_payload, read_webhook_payload
 from api.ingress import REPLAYED_HEADERS, check_ingress
 from errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from tasks.ids import is_uuid
+from tasks.store import Task
+from tasks.watch import follow, is_final, wait_for_final
+
+log = logging.getLogger("hookd.http")
 
 routes = web.RouteTableDef()
 
 QUEUE_FULL_RETRY_AFTER_S = 5.0
+MAX_WAIT_S = 60
 
 
 def _unknown_token() -> NotFound:
@@ -30,6 +42,7 @@ def _unknown_token() -> NotFound:
 @routes.route("GET", WEBHOOK_PATH + "{token}")
 async def trigger_webhook(request: web.Request) -> web.Response:
     """Queue a run of the token's agent; answer only once the task is committed."""
+    wait_s = prefer_wait_s(request)  # checked first: a bad one stores nothing
     token = request.match_info["token"]
     token_hash = token_sha256(token) if looks_like_token(token) else None
     pool = request.app[pool_key]
@@ -52,7 +65,9 @@ async def trigger_webhook(request: web.Request) -> web.Response:
     task_id = enqueued.task_id
     if not enqueued.replayed:  # a replay is the first request's answer again: nothing new was stored
         pool.accepted(task_id)
-    headers = REPLAYED_HEADERS if enqueued.replayed else None
+    headers = dict(REPLAYED_HEADERS) if enqueued.replayed else {}
+    if wait_s is not None:
+        return await _accepted_after_wait(request, task_id, wait_s, headers)
     return web.json_response({"success": True, "task_id": task_id}, headers=headers)
 
 
@@ -70,10 +85,112 @@ async def task_status(request: web.Request) -> web.Response:
     task_id = request.query.get("task_id", "").strip()
     if not task_id:
         raise InvalidInput("Add the task id: /api/task_status?task_id=<the id the webhook returned>.")
-    task = await request.app[store_key].get_task(task_id.lower()) if is_uuid(task_id) else None
+    wait_text = request.query.get("wait", "").strip()
+    wait_s = _wait_s(wait_text, "'wait'") if wait_text else 0
+    task: Task | None = None
+    if is_uuid(task_id):
+        store, watch = request.app[store_key], request.app[task_watch_key]
+        task = await (
+            wait_for_final(watch, store, task_id.lower(), wait_s, _connected(request))
+            if wait_s
+            else store.get_task(task_id.lower())
+        )
     if task is None:
         raise NotFound("No task has this id. Check it against the task_id the webhook returned.")
     return web.json_response(task.status_json())
+
+
+# -- waiting for results ---------------------------------------------------------------
+
+
+def _wait_s(text: str, what: str, after: str = "") -> int:
+    if not (text.isascii() and text.isdigit() and len(text) <= 4) or int(text) > MAX_WAIT_S:
+        raise InvalidInput(
+            f"{what} must be a whole number of seconds from 0 to {MAX_WAIT_S}, not '{text[:20]}'.{after}"
+        )
+    return int(text)
+
+
+def prefer_wait_s(request: web.Request) -> int | None:
+    """The `wait` preference of RFC 7240's Prefer header (e.g. `Prefer: respond-async, wait=10`),
+    if any; bare `wait` is the longest. Other preferences are ignored, as the RFC asks."""
+    for header in request.headers.getall("Prefer", ()):
+        for preference in header.split(","):
+            name, equals, value = preference.split(";", 1)[0].partition("=")
+            if name.strip().lower() == "wait" and not equals:
+                return MAX_WAIT_S
+            if name.strip().lower() == "wait":
+                return _wait_s(value.strip().strip('"'), "Prefer: wait=N", " Nothing was stored.")
+    return None
+
+
+def _connected(request: web.Request) -> Callable[[], bool]:
+    """Whether the client still listens (aiohttp does not cancel a handler whose client left)."""
+
+    def connected() -> bool:
+        transport = request.transport
+        return transport is not None and not transport.is_closing()
+
+    return connected
+
+
+async def _accepted_after_wait(
+    request: web.Request, task_id: str, wait_s: int, headers: dict[str, str]
+) -> web.Response:
+    """The webhook's answer under `Prefer: wait`: the final status if the run ends in time,
+    else the usual acceptance (as Replicate does)."""
+    store, watch = request.app[store_key], request.app[task_watch_key]
+    task = await wait_for_final(watch, store, task_id, wait_s, _connected(request))
+    headers = headers | {"Preference-Applied": f"wait={wait_s}"}
+    if task is not None and is_final(task):
+        return web.json_response({"success": True} | task.status_json(), headers=headers)
+    return web.json_response({"success": True, "task_id": task_id}, headers=headers)
+
+
+def _event(seq: int, task: Task) -> bytes:
+    data = json.dumps(task.status_json(), ensure_ascii=False, separators=(",", ":"))
+    return f"id: {seq}\nevent: {task.status}\ndata: {data}\n\n".encode()
+
+
+HEARTBEAT = b": heartbeat\n\n"  # a comment: keeps proxies from closing an idle stream
+
+
+@routes.get("/api/tasks/{task_id}/events")
+async def task_events(request: web.Request) -> web.StreamResponse:
+    """The task's state changes as Server-Sent Events, from its current state to its final one."""
+    task_id = request.match_info["task_id"]
+    if not is_uuid(task_id):
+        raise NotFound("No task has this id. Check it against the task_id the webhook returned.")
+    store, watch = request.app[store_key], request.app[task_watch_key]
+    changes = follow(watch, store, task_id.lower(), _connected(request))
+    async with contextlib.aclosing(changes):
+        first = await anext(changes)  # NotFound (a JSON 404) before the stream starts
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",  # nginx: pass each event on at once
+            }
+        )
+        await response.prepare(request)
+        seq = 0
+        try:
+            if first is not None:
+                seq += 1
+                await response.write(_event(seq, first))
+            async for task in changes:
+                if task is None:
+                    await response.write(HEARTBEAT)
+                else:
+                    seq += 1
+                    await response.write(_event(seq, task))
+        except ConnectionResetError:  # the client left
+            return response
+        except Exception:  # the stream has started: no error body can follow, so end it
+            log.exception("event stream of task %s failed", task_id)
+            return response
+    await response.write_eof()
+    return response
 
 
 @routes.get("/api/health")

@@ -19,8 +19,10 @@ import aiosqlite
 
 from agents.agent import Agent
 from agents.signatures import Signature
+from agents.tokens import new_signing_secret
 from errors import Conflict, NotFound, StorageUnavailable
 from tasks.ids import uuid7
+from tasks.sqlite_deliveries import SQLiteDeliveries, fill_callback_secrets, queue_deliveries
 from tasks.sqlite_schema import set_up as set_up_schema
 from tasks.sqlite_writer import WriteOp, Writer
 from tasks.store import (
@@ -54,13 +56,14 @@ TASK_COLUMNS = (
 AGENT_COLUMNS = (
     "id, name, description, prompt, input_template, llm, max_attempts, timeout_s,"
     " max_concurrency, rate_limit, status, created_at, updated_at, signature_type, signature_secret,"
-    " tools, max_steps, json_schema"
+    " tools, max_steps, json_schema, callback_url, callback_secret"
 )
 _AGENT_WRITABLE = (
     "name", "description", "prompt", "input_template", "llm",
     "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status",
     "signature_type", "signature_secret",
     "tools", "max_steps", "json_schema",
+    "callback_url",
 )  # fmt: skip
 _AGENT_JSON = ("llm", "tools", "json_schema")  # stored as JSON text
 
@@ -142,6 +145,8 @@ def _agent(row: Sequence[Any]) -> Agent:
         tools=json.loads(row[15]),
         max_steps=row[16],
         json_schema=_json_or_none(row[17]),
+        callback_url=row[18],
+        callback_secret=row[19],
     )
 
 
@@ -163,6 +168,7 @@ def _agent_row(fields: dict[str, Any]) -> dict[str, Any]:
 
 def _insert_agent(fields: dict[str, Any], token_sha256: bytes, now: float) -> tuple[str, dict[str, Any]]:
     row = _agent_row(fields) | {"id": uuid7(), "token_sha256": token_sha256}
+    row["callback_secret"] = new_signing_secret()
     row |= {"created_at": now, "updated_at": now}
     columns = ", ".join(row)
     placeholders = ", ".join(f":{c}" for c in row)
@@ -175,7 +181,7 @@ def _update_agent(agent_id: str, row: dict[str, Any], now: float) -> tuple[str, 
     return f"UPDATE agents SET {assignments} WHERE id = :id RETURNING {AGENT_COLUMNS}", row
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteDeliveries, Store):
     def __init__(self, path: str, *, sync: str = "full") -> None:
         self.path = str(Path(path).expanduser())
         self.sync = sync
@@ -224,6 +230,7 @@ class SQLiteStore(Store):
         """WAL, and the newest schema (on the writer thread)."""
         conn.execute("PRAGMA journal_mode = WAL")
         set_up_schema(conn, self.path)
+        fill_callback_secrets(conn)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -311,6 +318,9 @@ class SQLiteStore(Store):
 
     async def set_agent_token(self, agent_id: str, token_sha256: bytes) -> Agent:
         return await self._update_agent_columns(agent_id, {"token_sha256": token_sha256})
+
+    async def set_callback_secret(self, agent_id: str, secret: str) -> Agent:
+        return await self._update_agent_columns(agent_id, {"callback_secret": secret})
 
     async def delete_agent(self, agent_id: str) -> list[str]:
         now = time.time()
@@ -444,11 +454,20 @@ class SQLiteStore(Store):
 
     async def finish(self, task_id: str, status: str, result: dict[str, Any]) -> bool:
         assert status in ("SUCCESS", "FAILURE")
-        return await self._update_started(
-            task_id,
-            "status = :status, result = :result, finished_at = :now",
-            {"status": status, "result": _dumps(result), "now": time.time()},
-        )
+        now = time.time()
+        params = {"id": task_id, "status": status, "result": _dumps(result), "now": now}
+
+        def op(conn: sqlite3.Connection) -> bool:
+            finished = conn.execute(
+                "UPDATE tasks SET status = :status, result = :result, finished_at = :now"
+                " WHERE id = :id AND status = 'STARTED'",
+                params,
+            ).rowcount
+            if finished:
+                queue_deliveries(conn, [task_id], now)
+            return finished == 1
+
+        return await self._write(op)
 
     async def retry_later(self, task_id: str, run_after: float, error: dict[str, Any]) -> bool:
         return await self._update_started(
@@ -465,14 +484,17 @@ class SQLiteStore(Store):
         )
 
     async def cancel(self, task_id: str) -> Task:
-        params = (_dumps(cancelled_result()), time.time(), task_id)
+        now = time.time()
+        params = (_dumps(cancelled_result()), now, task_id)
 
         def op(conn: sqlite3.Connection) -> Any:
-            return conn.execute(
+            rows = conn.execute(
                 "UPDATE tasks SET status = 'FAILURE', result = ?, finished_at = ?"
                 f" WHERE id = ? AND status NOT IN ('SUCCESS', 'FAILURE') RETURNING {TASK_COLUMNS}",
                 params,
             ).fetchall()
+            queue_deliveries(conn, [row[0] for row in rows], now)
+            return rows
 
         rows = await self._write(op)
         if rows:
@@ -530,19 +552,22 @@ class SQLiteStore(Store):
         await self._write(op)
 
     async def recover_interrupted(self) -> Recovery:
-        params = (_dumps(interrupted_result()), time.time())
+        now = time.time()
+        params = (_dumps(interrupted_result()), now)
 
-        def op(conn: sqlite3.Connection) -> Any:
-            return conn.execute(
+        def op(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
                 "UPDATE tasks SET"
                 " status = CASE WHEN attempts < max_attempts THEN 'PENDING' ELSE 'FAILURE' END,"
                 " result = CASE WHEN attempts < max_attempts THEN NULL ELSE ?1 END,"
                 " finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE ?2 END,"
                 " run_after = CASE WHEN attempts < max_attempts THEN ?2 ELSE run_after END,"
                 " started_at = CASE WHEN attempts < max_attempts THEN NULL ELSE started_at END"
-                " WHERE status = 'STARTED' RETURNING status",
+                " WHERE status = 'STARTED' RETURNING id, status",
                 params,
             ).fetchall()
+            queue_deliveries(conn, [task_id for task_id, status in rows if status == "FAILURE"], now)
+            return [status for _, status in rows]
 
-        statuses = [r[0] for r in await self._write(op)]
+        statuses = await self._write(op)
         return Recovery(requeued=statuses.count("PENDING"), failed=statuses.count("FAILURE"))

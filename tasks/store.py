@@ -19,6 +19,7 @@ STATUSES = ("PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE")
 # How long a webhook's idempotency key is remembered: a request repeating it within this window
 # gets the first request's task instead of a new one.
 IDEMPOTENCY_WINDOW_S = 24 * 3600.0
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,39 @@ class Enqueued:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """One final result to POST to an agent's callback_url, and how its attempts went."""
+
+    id: str  # sent as webhook-id, the same on every attempt
+    task_id: str
+    agent_id: str | None  # None once the agent is deleted
+    url: str
+    status: str  # pending, delivered or failed
+    attempts: int
+    next_attempt_at: float | None  # set while pending
+    last_attempt_at: float | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: float
+    delivered_at: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "task_id": self.task_id,
+            "url": self.url,
+            "status": self.status,
+            "attempts": self.attempts,
+            "next_attempt_at": iso_time(self.next_attempt_at),
+            "last_attempt_at": iso_time(self.last_attempt_at),
+            "last_status_code": self.last_status_code,
+            "last_error": self.last_error,
+            "created_at": iso_time(self.created_at),
+            "delivered_at": iso_time(self.delivered_at),
+        }
+
+
+@dataclass(frozen=True)
 class Recovery:
     requeued: int  # STARTED tasks with attempts left, queued again
     failed: int  # STARTED tasks on their last attempt, now FAILURE "interrupted"
@@ -95,7 +129,8 @@ class Store(ABC):
 
     @abstractmethod
     async def create_agent(self, fields: dict[str, Any], token_sha256: bytes) -> Agent:
-        """Insert an agent from validated fields. Conflict if the name is taken."""
+        """Insert an agent from validated fields, with a new callback signing secret.
+        Conflict if the name is taken."""
 
     @abstractmethod
     async def get_agent(self, agent_id: str) -> Agent:
@@ -130,8 +165,13 @@ class Store(ABC):
         """Replace the webhook token; the old one stops working with this commit."""
 
     @abstractmethod
+    async def set_callback_secret(self, agent_id: str, secret: str) -> Agent:
+        """Replace the agent's callback signing secret; callbacks sent from now on use the new one."""
+
+    @abstractmethod
     async def delete_agent(self, agent_id: str) -> list[str]:
-        """Delete an agent; its unfinished tasks end FAILURE "cancelled". Returns their ids."""
+        """Delete an agent; its unfinished tasks end FAILURE "cancelled" (with no callback).
+        Returns their ids."""
 
     # -- tasks -------------------------------------------------------------------------
 
@@ -196,7 +236,10 @@ class Store(ABC):
     @abstractmethod
     async def finish(self, task_id: str, status: str, result: dict[str, Any]) -> bool:
         """STARTED → SUCCESS or FAILURE. False (and no change) if the task is no longer
-        STARTED, e.g. it was cancelled meanwhile."""
+        STARTED, e.g. it was cancelled meanwhile.
+
+        Every write that makes a task final (this, `cancel`, `recover_interrupted`) also queues
+        a pending Delivery, in the same transaction, when the task's agent has a callback_url."""
 
     @abstractmethod
     async def retry_later(self, task_id: str, run_after: float, error: dict[str, Any]) -> bool:
@@ -236,6 +279,34 @@ class Store(ABC):
     async def recover_interrupted(self) -> Recovery:
         """At start-up: STARTED tasks (their process died) are queued again while attempts
         remain, else end FAILURE "interrupted"."""
+
+    # -- callback deliveries -------------------------------------------------------------
+
+    @abstractmethod
+    async def due_deliveries(self, now: float, limit: int, exclude: Sequence[str] = ()) -> list[Delivery]:
+        """Up to `limit` pending deliveries due by `now`, the longest-waiting first, leaving
+        out the ids in `exclude` (the ones being sent)."""
+
+    @abstractmethod
+    async def next_delivery_at(self, exclude: Sequence[str] = ()) -> float | None:
+        """When the next pending delivery (not in `exclude`) is due; None if there is none."""
+
+    @abstractmethod
+    async def record_delivery_attempt(
+        self,
+        delivery_id: str,
+        *,
+        status: str,
+        status_code: int | None,
+        error: str | None,
+        next_attempt_at: float | None,
+    ) -> None:
+        """Count one attempt of a pending delivery and its outcome: `status` pending (with
+        `next_attempt_at`), delivered or failed."""
+
+    @abstractmethod
+    async def list_deliveries(self, task_id: str) -> list[Delivery]:
+        """A task's deliveries, oldest first."""
 
 
 def cancelled_result() -> dict[str, Any]:

@@ -46,7 +46,14 @@ async def test_create_agent_defaults_and_webhook_url(hookd: Hookd) -> None:
     assert response.status == 201
     agent = await response.json()
     assert uuid.UUID(agent["id"]).version == 7
-    assert agent | {"id": None, "created_at": None, "updated_at": None, "webhook_url": None} == {
+    masked = {
+        "id": None,
+        "created_at": None,
+        "updated_at": None,
+        "webhook_url": None,
+        "callback_secret": None,
+    }
+    assert agent | masked == {
         "id": None,
         "name": "triage",
         "description": "",
@@ -65,7 +72,10 @@ async def test_create_agent_defaults_and_webhook_url(hookd: Hookd) -> None:
         "max_steps": 8,
         "json_schema": None,
         "webhook_url": None,
+        "callback_url": None,
+        "callback_secret": None,
     }
+    assert agent["callback_secret"].startswith("whsec_")
     base = str(hookd.client.make_url("")).rstrip("/")
     assert agent["webhook_url"].startswith(base + "/api/webhooks/agents/")
 

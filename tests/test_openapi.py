@@ -98,6 +98,9 @@ MAX_EXAMPLES = {
     ("GET", "/api/tasks"): 80,  # its status pattern is slow to generate
     ("GET", "/api/tasks/{task_id}"): 70,
     ("POST", "/api/tasks/{task_id}/cancel"): 50,
+    ("GET", "/api/tasks/{task_id}/events"): 50,
+    ("GET", "/api/tasks/{task_id}/deliveries"): 50,
+    ("POST", "/api/agents/{agent_id}/callback-secret"): 30,
 }
 FEW_CASES = 10  # the operations without parameters
 
@@ -174,9 +177,18 @@ def strategy(target: Target, method: str, path: str) -> st.SearchStrategy[Any]:
     if "{agent_id}" in path:
         fixed.append({"path_parameters": {"agent_id": target.agent_ids[method]}})
     if "{task_id}" in path:
-        fixed += [{"path_parameters": {"task_id": task_id}} for task_id in target.task_ids.values()]
+        # The running task's event stream would stay open until the task ends: not that one.
+        fixed += [
+            {"path_parameters": {"task_id": task_id}}
+            for name, task_id in target.task_ids.items()
+            if not (name == "running" and path.endswith("/events"))
+        ]
     if path == "/api/task_status":
-        fixed += [{"query": {"task_id": task_id}} for task_id in target.task_ids.values()]
+        # wait=0 on the running task: a long-poll on it would last its whole wait.
+        fixed += [
+            {"query": {"task_id": task_id} | ({"wait": 0} if name == "running" else {})}
+            for name, task_id in target.task_ids.items()
+        ]
     variants = []
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
         for kwargs in fixed:
@@ -215,6 +227,8 @@ def success_cases(target: Target, method: str, path: str) -> list[schemathesis.C
         ],
         ("GET", "/api/tasks"): [{"query": {"status": "SUCCESS,pending", "limit": 10}}],
         ("GET", "/api/tasks/{task_id}"): [{"path_parameters": {"task_id": task_ids["done"]}}],
+        ("GET", "/api/tasks/{task_id}/events"): [{"path_parameters": {"task_id": task_ids["done"]}}],
+        ("GET", "/api/tasks/{task_id}/deliveries"): [{"path_parameters": {"task_id": task_ids["done"]}}],
         ("POST", "/api/tasks/{task_id}/cancel"): [{"path_parameters": {"task_id": task_ids["running"]}}],
         ("GET", "/static/{name}"): [{"path_parameters": {"name": "app.js"}}],
     }
