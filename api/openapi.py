@@ -417,7 +417,8 @@ def _json(schema: Schema, description: str) -> Schema:
 
 
 _ERROR_MEANING = {
-    "400": "The request is malformed; the message says how.",
+    "400": "The request is malformed; the message says how. (A request line or header over 8 KB is"
+    " refused as plain text by the HTTP parser.)",
     "401": "No valid `Authorization: Bearer <admin key>`.",
     "404": "Nothing has this id or token.",
     "409": "The request clashes with the current state.",
@@ -437,6 +438,10 @@ def _responses(ok_status: str, ok: Schema, *errors: str, **meanings: str) -> dic
     answers = {ok_status: ok}
     for status in errors:
         answer = _json(_ref("Error"), meanings.get(f"e{status}", _ERROR_MEANING[status]))
+        if status == "400":
+            # aiohttp's HTTP parser refuses a request line or header over 8 KB before any
+            # handler runs, in plain text.
+            answer["content"]["text/plain"] = {"schema": {"type": "string"}}
         if status in _ERROR_HEADERS:
             answer["headers"] = _ERROR_HEADERS[status]
         answers[status] = answer
