@@ -53,6 +53,7 @@ class McpTool:
         client: Client,
         server: dict[str, Any],
         tool: str,
+        secrets: list[str],
     ) -> None:
         self.name = name  # what the model calls it: <server>__<tool>, in the providers' charset
         self.description = description
@@ -60,6 +61,7 @@ class McpTool:
         self._client = client
         self._server = server
         self._tool = tool  # what the server calls it
+        self._secrets = secrets
 
     async def call(self, arguments: dict[str, Any]) -> str:
         server, timeout_s = self._server["name"], self._server["timeout_s"]
@@ -71,10 +73,12 @@ class McpTool:
         except TimeoutError:
             raise ToolError(f"the MCP server '{server}' did not answer within {timeout_s:g} s.") from None
         except Exception as exc:  # the server refused the request, or the connection is gone
-            raise ToolError(f"the MCP server '{server}' failed: {_describe(exc)}") from None
+            error = f"the MCP server '{server}' failed: {_describe(exc)}"
+            raise ToolError(_redact(error, self._secrets)) from None
         text = result_text(result, self._server["max_output_chars"])
         if result.is_error:
-            raise ToolError(text or f"the MCP server '{server}' reported an error without saying what.")
+            error = text or f"the MCP server '{server}' reported an error without saying what."
+            raise ToolError(_redact(error, self._secrets))
         return text
 
 
@@ -133,8 +137,9 @@ async def _open_server(server: dict[str, Any], stack: AsyncExitStack, taken: set
             listed = await _list_tools(client)
     except TimeoutError:
         raise _unavailable(server, f"no answer within {connect_timeout_s:g} s", errlog, secrets) from None
-    except OSError as exc:  # the command could not be started: no such file, not executable
-        raise _unavailable(server, exc.strerror or str(exc), errlog, secrets, transient=False) from None
+    except OSError as exc:  # a command that cannot be started (no such file, not executable) stays so
+        reason = exc.strerror or _describe(exc)
+        raise _unavailable(server, reason, errlog, secrets, transient=errlog is None) from None
     except Exception as exc:
         raise _unavailable(server, _describe(exc), errlog, secrets) from None
     wanted = server["tools"]
@@ -159,6 +164,7 @@ async def _open_server(server: dict[str, Any], stack: AsyncExitStack, taken: set
             client=client,
             server=server,
             tool=tool.name,
+            secrets=secrets,
         )
         for tool in listed
     ]
@@ -240,9 +246,14 @@ def _unavailable(
         parts = urlsplit(server["url"])  # without query or fragment, which may carry a key
         where = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
     message = f"The agent's MCP server '{server['name']}' ({where}) is unavailable: {reason}"
+    return ModelError("mcp_unavailable", _redact(message, secrets), transient=transient)
+
+
+def _redact(text: str, secrets: list[str]) -> str:
+    """`text` without the values hookd passed the server from its environment."""
     for secret in secrets:
-        message = message.replace(secret, "***")
-    return ModelError("mcp_unavailable", message, transient=transient)
+        text = text.replace(secret, "***")
+    return text
 
 
 def _stderr_tail(errlog: TextIO) -> str:

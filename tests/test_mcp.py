@@ -285,6 +285,9 @@ async def test_the_server_gets_env_and_env_from_but_not_hookds_environment(
         assert await env.call({"name": "GH_TOKEN"}) == SECRET
         assert await env.call({"name": "HOOKD_ADMIN_KEY"}) == "(unset)"
         assert await env.call({"name": "PATH"}) == os.environ["PATH"]
+        with pytest.raises(ToolError) as caught:  # an error message never carries a secret
+            await tools["calc__fail"].call({"message": f"bad token {SECRET}"})
+        assert str(caught.value).endswith("bad token ***")
 
 
 async def test_without_the_mcp_package_an_agent_with_servers_says_how_to_install_it(
