@@ -439,15 +439,38 @@ def test_bad_servers_are_refused_with_a_message_naming_the_field(servers: Any, m
 
 # -- end to end, once the tool loop is on this branch -----------------------------------------
 
-
-@pytest.mark.skipif(
+pending_integration = pytest.mark.skipif(
     importlib.util.find_spec("agents.tools") is None,
     reason="pending integration: the tool loop (agents/tools/, branch `tools`) is not on this branch",
 )
+
+
+@pending_integration
 async def test_an_agent_calls_an_mcp_tool_from_a_webhook(hookd: Any) -> None:
     """For the integrator: `mcp_servers` on the agent, open_mcp_tools in run_agent's stack."""
     agent = await hookd.create_agent(llm={"model": "tool=calc__add"}, mcp_servers=[stdio()])
+    assert agent["mcp_servers"] == check_mcp_servers([stdio()])
     done = await hookd.wait_for(await hookd.trigger(agent, {"args": {"a": 2, "b": 3}}))
     assert done["status"] == "SUCCESS", done
     (call,) = done["result"]["tool_calls"]
     assert call["tool"] == "calc__add" and call["output"] == "5" and call["error"] is None
+
+
+@pending_integration
+async def test_an_agent_whose_server_cannot_start_fails_mcp_unavailable(hookd: Any) -> None:
+    server = stdio(command=["/nonexistent/mcp-server"])
+    agent = await hookd.create_agent(llm={"model": "tool=calc__add"}, mcp_servers=[server])
+    done = await hookd.wait_for(await hookd.trigger(agent, {}))
+    assert done["status"] == "FAILURE" and done["attempts"] == 1, done
+    assert done["result"]["type"] == "mcp_unavailable"
+    assert "'calc'" in done["result"]["error"]
+
+
+@pending_integration
+async def test_bad_mcp_servers_are_refused_by_the_api_and_nothing_is_stored(hookd: Any) -> None:
+    body = {"name": "x", "mcp_servers": [stdio(env={"GITHUB_TOKEN": SECRET})]}
+    response = await hookd.client.post("/api/agents", json=body, headers=hookd.admin)
+    assert response.status == 400
+    message = (await response.json())["message"]
+    assert "'mcp_servers[0].env.GITHUB_TOKEN' looks like a secret" in message and SECRET not in message
+    assert hookd.count_rows("agents") == 0
