@@ -36,8 +36,10 @@ CREATE TABLE agents (
     json_schema     TEXT CHECK (json_schema IS NULL OR json_valid(json_schema)),
                                                    -- the answer's shape; NULL: free text
     callback_url    TEXT,                          -- final results are POSTed here; NULL: no callbacks
-    callback_secret TEXT                           -- whsec_<base64>: signs the callbacks; shown to admins only.
+    callback_secret TEXT,                          -- whsec_<base64>: signs the callbacks; shown to admins only.
                                                    -- NULL only in a file from before callbacks until hookd opens it
+    mcp_servers     TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(mcp_servers))
+                                                   -- [{name, command | url, …}]; never a secret (env_from, headers_env)
 );
 
 CREATE TABLE tasks (

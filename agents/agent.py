@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from agents.mcp_config import check_mcp_servers
 from agents.prompt import check_template
 from agents.signatures import Signature, validate_signature
 from agents.structured import check_json_schema
@@ -61,6 +62,7 @@ class Agent:
     json_schema: dict[str, Any] | None  # the answer's shape; None: free text
     callback_url: str | None  # final results are POSTed here (tasks/callbacks.py)
     callback_secret: str | None = field(repr=False)  # signs them; never in a log or a traceback
+    mcp_servers: list[dict[str, Any]]  # checked configs (agents/mcp_config.py)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,6 +83,7 @@ class Agent:
             "tools": self.tools,
             "max_steps": self.max_steps,
             "json_schema": self.json_schema,
+            "mcp_servers": self.mcp_servers,
             "callback_url": self.callback_url,
             "callback_secret": self.callback_secret,  # the admin API and the CLI only
         }
@@ -222,7 +225,7 @@ def validate_agent_fields(
     known = {
         "name", "description", "prompt", "input_template", "llm",
         "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status", "signature",
-        "tools", "max_steps", "json_schema",
+        "tools", "max_steps", "json_schema", "mcp_servers",
         "callback_url",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
@@ -277,6 +280,8 @@ def validate_agent_fields(
             fields[key] = _int(key, value, 1, MAX_STEPS)
         elif key == "json_schema":
             fields[key] = check_json_schema(value)
+        elif key == "mcp_servers":
+            fields[key] = check_mcp_servers(value)
         elif key == "callback_url":
             fields[key] = _callback_url(value, allow_private=allow_private_callbacks)
     return fields

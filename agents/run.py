@@ -14,6 +14,7 @@ import aiohttp
 from agents.agent import Agent
 from agents.anthropic_chat import AnthropicChat
 from agents.chat import Chat, ToolSpec
+from agents.mcp import open_mcp_tools
 from agents.openai_chat import OpenAIChat
 from agents.prompt import user_message
 from agents.providers import VENDOR_BASE_URLS, ModelConfig, ModelError, echo_answer
@@ -111,12 +112,12 @@ async def run_agent(
     if config.provider == "echo":  # no model, so no tools and no schema either
         return {"answer": echo_answer(system, user), "model": "echo", "usage": {}}
     async with AsyncExitStack() as stack:  # what the tools hold open, closed when the run ends
-        tools = await open_tools(agent.tools, stack)
+        tools = await open_tools(agent.tools, stack) + await open_mcp_tools(agent.mcp_servers, stack)
         runner = ToolRunner(tools, journal, run.task_id)
         specs = [ToolSpec(tool.name, tool.description, tool.parameters) for tool in tools]
         chat = new_chat(config, system, user, specs, agent.json_schema)
         result = await _converse(agent, chat, runner, session)
-    if agent.tools:
+    if agent.tools or agent.mcp_servers:
         result["tool_calls"] = runner.records
     return result
 

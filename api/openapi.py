@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agents import mcp_config
 from agents.agent import (
     AGENT_STATUSES,
     DEFAULT_MAX_STEPS,
@@ -205,6 +206,69 @@ def _tools(*, stored: bool) -> Schema:
     }
 
 
+# -- MCP servers ---------------------------------------------------------------------------
+
+_ENV_NAME: Schema = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}
+_MCP_COMMON: dict[str, Schema] = {
+    "name": {
+        "type": "string",
+        "pattern": "^[A-Za-z0-9_-]{1,30}$",
+        "description": "Prefixes its tools: files__read_file.",
+    },
+    "tools": {
+        "type": ["array", "null"],
+        "minItems": 1,
+        "items": {"type": "string", "minLength": 1},
+        "description": "Only these of the server's tools are offered; null: all.",
+    },
+    "connect_timeout_s": _seconds(mcp_config.DEFAULT_CONNECT_TIMEOUT_S, mcp_config.MAX_TIMEOUT_S),
+    "timeout_s": _seconds(mcp_config.DEFAULT_TIMEOUT_S, mcp_config.MAX_TIMEOUT_S),
+    "max_output_chars": _whole(mcp_config.DEFAULT_MAX_OUTPUT_CHARS, mcp_config.MAX_OUTPUT_CHARS),
+}
+_MCP_STDIO: dict[str, Schema] = {
+    "command": {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": mcp_config.MAX_COMMAND_ARGS,
+        "items": {"type": "string", "minLength": 1},
+        "description": "The program and its arguments; no shell.",
+    },
+    "env": {
+        "type": ["object", "null"],
+        "additionalProperties": {"type": "string"},
+        "description": "Plain values; a secret-looking name is refused: use env_from.",
+    },
+    "env_from": {
+        "type": ["object", "null"],
+        "additionalProperties": _ENV_NAME,
+        "description": "The server's variable → the hookd environment variable its value comes from.",
+    },
+    "cwd": {"type": ["string", "null"], "description": "An absolute path."},
+}
+_MCP_HTTP: dict[str, Schema] = {
+    "url": {"type": "string", "description": "The streamable-HTTP endpoint, http:// or https://."},
+    "headers_env": {
+        "type": ["object", "null"],
+        "additionalProperties": _ENV_NAME,
+        "description": "A header's name → the hookd environment variable its value comes from.",
+    },
+}
+
+
+def _mcp_servers(*, stored: bool) -> Schema:
+    def server(keys: dict[str, Schema], first: str) -> Schema:
+        properties = _MCP_COMMON | keys
+        return _object(properties, required=None if stored else ("name", first))
+
+    return {
+        "type": "array" if stored else ["array", "null"],
+        "maxItems": mcp_config.MAX_SERVERS,
+        "items": {"oneOf": [server(_MCP_STDIO, "command"), server(_MCP_HTTP, "url")]},
+        "description": "MCP servers whose tools the model may call (needs pip install 'hookd[mcp]')."
+        " Secrets are never stored: env_from and headers_env name hookd's environment variables.",
+    }
+
+
 JSON_SCHEMA: Schema = {
     "type": ["object", "null"],
     "description": 'A JSON Schema (2020-12) with "type": "object" at its root: the model answers in'
@@ -263,6 +327,7 @@ def _agent_fields() -> dict[str, Schema]:
             "description": "Model turns per run; a run still calling tools after them fails max_steps_exceeded."
         },
         "json_schema": JSON_SCHEMA,
+        "mcp_servers": _mcp_servers(stored=False),
         "callback_url": {
             "type": ["string", "null"],
             "maxLength": MAX_URL_CHARS,
@@ -293,6 +358,7 @@ AGENT: Schema = _object(
         "rate_limit": {"type": ["string", "null"], "pattern": "^[0-9]+/(s|min|hour|day)$"},
         "status": {"enum": list(AGENT_STATUSES)},
         "created_at": TIME,
+        "mcp_servers": _mcp_servers(stored=True),
         "updated_at": TIME,
         "signature": {
             "description": "The signature its webhooks must carry; the secret is never shown.",
@@ -348,7 +414,7 @@ RESULT: Schema = {
                 "type": {
                     "type": "string",
                     "description": "llm_http_error, llm_unreachable, llm_bad_response, timeout,"
-                    " max_steps_exceeded, schema_mismatch, config_error, cancelled, interrupted,"
+                    " max_steps_exceeded, schema_mismatch, config_error, mcp_unavailable, cancelled, interrupted,"
                     " agent_deleted or internal_error.",
                 },
             }

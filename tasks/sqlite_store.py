@@ -56,16 +56,16 @@ TASK_COLUMNS = (
 AGENT_COLUMNS = (
     "id, name, description, prompt, input_template, llm, max_attempts, timeout_s,"
     " max_concurrency, rate_limit, status, created_at, updated_at, signature_type, signature_secret,"
-    " tools, max_steps, json_schema, callback_url, callback_secret"
+    " tools, max_steps, json_schema, callback_url, callback_secret, mcp_servers"
 )
 _AGENT_WRITABLE = (
     "name", "description", "prompt", "input_template", "llm",
     "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status",
     "signature_type", "signature_secret",
     "tools", "max_steps", "json_schema",
-    "callback_url",
+    "callback_url", "mcp_servers",
 )  # fmt: skip
-_AGENT_JSON = ("llm", "tools", "json_schema")  # stored as JSON text
+_AGENT_JSON = ("llm", "tools", "json_schema", "mcp_servers")  # stored as JSON text
 
 # A new task for the active agent holding a token (and, when the request's signature was
 # checked, still the secret it was checked with). The token lookup happens inside the write:
@@ -147,6 +147,7 @@ def _agent(row: Sequence[Any]) -> Agent:
         json_schema=_json_or_none(row[17]),
         callback_url=row[18],
         callback_secret=row[19],
+        mcp_servers=json.loads(row[20]),
     )
 
 

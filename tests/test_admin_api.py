@@ -71,6 +71,7 @@ async def test_create_agent_defaults_and_webhook_url(hookd: Hookd) -> None:
         "tools": [],
         "max_steps": 8,
         "json_schema": None,
+        "mcp_servers": [],
         "webhook_url": None,
         "callback_url": None,
         "callback_secret": None,
