@@ -22,6 +22,7 @@ MAX_NAME_CHARS = 200
 MAX_TEXT_CHARS = 100_000
 MAX_ATTEMPTS = 20
 MAX_TIMEOUT_S = 3600.0
+MAX_KNOWLEDGE_TOP_K = 20
 
 
 def iso_time(epoch_s: float | None) -> str | None:
@@ -47,6 +48,7 @@ class Agent:
     status: str
     created_at: float
     updated_at: float
+    knowledge_top_k: int = 4  # chunks of its sources put in each run's prompt; 0: none
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +65,7 @@ class Agent:
             "status": self.status,
             "created_at": iso_time(self.created_at),
             "updated_at": iso_time(self.updated_at),
+            "knowledge_top_k": self.knowledge_top_k,
         }
 
 
@@ -145,7 +148,7 @@ def validate_agent_fields(data: Any, *, creating: bool) -> dict[str, Any]:
         raise InvalidInput("The body must be a JSON object describing the agent.")
     known = {
         "name", "description", "prompt", "input_template", "llm",
-        "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status",
+        "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status", "knowledge_top_k",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -191,4 +194,6 @@ def validate_agent_fields(data: Any, *, creating: bool) -> dict[str, Any]:
             if value not in AGENT_STATUSES:
                 raise InvalidInput("'status' must be 'active' or 'paused'.")
             fields[key] = value
+        elif key == "knowledge_top_k":
+            fields[key] = _int(key, value, 0, MAX_KNOWLEDGE_TOP_K)
     return fields

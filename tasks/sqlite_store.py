@@ -20,9 +20,10 @@ import aiosqlite
 from agents.agent import Agent
 from errors import Conflict, NotFound, StorageUnavailable
 from tasks.ids import uuid7
+from tasks.sqlite_knowledge import SQLiteKnowledge
 from tasks.sqlite_schema import set_up as set_up_schema
 from tasks.sqlite_writer import WriteOp, Writer
-from tasks.store import Recovery, Store, Task, cancelled_result, interrupted_result
+from tasks.store import Recovery, Task, cancelled_result, interrupted_result
 
 log = logging.getLogger("hookd.store")
 
@@ -43,11 +44,11 @@ TASK_COLUMNS = (
 )
 AGENT_COLUMNS = (
     "id, name, description, prompt, input_template, llm, max_attempts, timeout_s,"
-    " max_concurrency, rate_limit, status, created_at, updated_at"
+    " max_concurrency, rate_limit, status, created_at, updated_at, knowledge_top_k"
 )
 _AGENT_WRITABLE = (
     "name", "description", "prompt", "input_template", "llm",
-    "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status",
+    "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status", "knowledge_top_k",
 )  # fmt: skip
 
 # Runnable tasks in queue order, then the ones whose agent still has room once the
@@ -114,6 +115,7 @@ def _agent(row: Sequence[Any]) -> Agent:
         status=row[10],
         created_at=row[11],
         updated_at=row[12],
+        knowledge_top_k=row[13],
     )
 
 
@@ -126,7 +128,7 @@ def _dumps(value: Any) -> str:
     return text
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteKnowledge):  # its sources and chunks: tasks/sqlite_knowledge.py
     def __init__(self, path: str, *, sync: str = "full") -> None:
         self.path = str(Path(path).expanduser())
         self.sync = sync
