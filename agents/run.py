@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from agents.agent import Agent
+from agents.knowledge import Search, find_passages, with_sources
 from agents.prompt import user_message
 from agents.providers import VENDOR_BASE_URLS, ModelConfig, ModelError, complete
 
@@ -59,10 +60,24 @@ def resolve_model(agent: Agent, defaults: LLMDefaults) -> ModelConfig:
 
 
 async def run_agent(
-    agent: Agent, payload_json: str, *, session: aiohttp.ClientSession, defaults: LLMDefaults
+    agent: Agent,
+    payload_json: str,
+    *,
+    session: aiohttp.ClientSession,
+    defaults: LLMDefaults,
+    search: Search | None = None,
 ) -> dict[str, Any]:
     """Run `agent` on a payload once; the SUCCESS result, or a ModelError."""
     config = resolve_model(agent, defaults)
     payload = json.loads(payload_json)
-    completion = await complete(session, config, agent.prompt, user_message(payload, agent.input_template))
-    return {"answer": completion.answer, "model": completion.model, "usage": completion.usage}
+    user = user_message(payload, agent.input_template)
+    passages = await find_passages(agent.id, agent.knowledge_top_k, user, search)
+    completion = await complete(session, config, with_sources(agent.prompt, passages), user)
+    result: dict[str, Any] = {
+        "answer": completion.answer,
+        "model": completion.model,
+        "usage": completion.usage,
+    }
+    if passages is not None:  # the agent has sources: say which chunks the model was given
+        result["sources"] = [p.to_json() for p in passages]
+    return result
