@@ -483,9 +483,11 @@ async def test_anthropic_gets_the_sources_in_its_system_field(hookd: Hookd, fake
 
 
 def test_chunks_break_at_headings_and_paragraphs_with_a_small_overlap() -> None:
-    sentence = "Every sentence here is a plain one about nothing much at all. "
-    section = "\n\n".join(sentence * 4 for _ in range(12))  # 12 paragraphs of ~250 characters
-    text = f"# One\n\n{section}\n\n# Two\n\n```\n# a comment, not a heading\n```\n\n{section}"
+    def section(name: str) -> str:  # 12 paragraphs of 4 sentences, ~250 characters, each one different
+        sentences = [f"Sentence {n} of section {name} is about nothing much at all." for n in range(48)]
+        return "\n\n".join(" ".join(sentences[n : n + 4]) for n in range(0, 48, 4))
+
+    text = f"# One\n\n{section('one')}\n\n# Two\n\n```\n# a comment, not a heading\n```\n\n{section('two')}"
     chunks = chunk_text(text, markdown=True)
     assert all(len(c) <= 1200 for c in chunks)
     ends_of_sections = [
@@ -500,7 +502,9 @@ def test_chunks_break_at_headings_and_paragraphs_with_a_small_overlap() -> None:
             overlap = after[: OVERLAP_CHARS // 2]
             assert overlap in before[-OVERLAP_CHARS:], (before[-OVERLAP_CHARS:], after[:OVERLAP_CHARS])
     # Apart from the overlaps, nothing is lost and nothing is invented.
-    assert "".join(chunks).count("Every sentence") >= text.count("Every sentence")
+    for n in range(48):
+        assert any(f"Sentence {n} of section one " in c for c in chunks)
+        assert any(f"Sentence {n} of section two " in c for c in chunks)
 
 
 def test_a_long_word_or_line_is_cut_too() -> None:
