@@ -60,6 +60,7 @@ async def test_create_agent_defaults_and_webhook_url(hookd: Hookd) -> None:
         "status": "active",
         "created_at": None,
         "updated_at": None,
+        "knowledge_top_k": 4,
         "webhook_url": None,
     }
     base = str(hookd.client.make_url("")).rstrip("/")
