@@ -83,7 +83,9 @@ class Passage:
         return {
             "source": {"id": self.source_id, "name": self.source_name},
             "chunk": self.chunk,
-            "score": float(f"{self.score:.6g}"),  # FTS5 clamps a common term's IDF to 1e-6
+            # Significant digits, not decimals: FTS5 gives a word in over half of all chunks
+            # an IDF of 1e-6, so a score can be that small.
+            "score": float(f"{self.score:.6g}"),
         }
 
 
@@ -161,7 +163,9 @@ def prepare_source(name: str, format_: str, text: str) -> PreparedSource:
 
 # -- HTML ----------------------------------------------------------------------------------
 
-_SKIPPED = {"script", "style", "noscript", "template", "svg", "title", "head"}
+# Not text a reader sees. (Not <head> as a whole: its end tag is optional, and an unclosed
+# one would hide the body; the rest of a head holds no text.)
+_SKIPPED = {"script", "style", "noscript", "template", "svg", "title"}
 _BLOCKS = {
     "address", "article", "aside", "blockquote", "dd", "details", "div", "dl", "dt", "fieldset",
     "figcaption", "figure", "footer", "form", "header", "hr", "main", "nav", "ol", "p", "section",
@@ -222,7 +226,7 @@ class _Readable(HTMLParser):
 
 
 def html_to_text(markup: str) -> str:
-    """Readable text from HTML, without scripts, styles or the document's head."""
+    """Readable text from HTML, without scripts, styles or the title."""
     parser = _Readable()
     parser.feed(markup)
     parser.close()

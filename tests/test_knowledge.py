@@ -518,3 +518,5 @@ def test_html_keeps_the_text_a_reader_sees() -> None:
         "<noscript>no</noscript><template><p>no</p></template><svg><text>no</text></svg><h3>Three</h3>"
     )
     assert html_to_text(markup) == "One & two\n\n  keep\n    indents\n\na b\n\n### Three"
+    # </head> is optional in HTML: a head left open does not hide the body.
+    assert html_to_text("<html><head><title>T</title><meta charset=utf-8><body><p>Body") == "Body"
