@@ -13,9 +13,18 @@ from typing import Any
 
 from agents import apply
 from agents.agent import Agent, validate_agent_fields
+from agents.knowledge import (
+    FORMATS,
+    MAX_SOURCE_BYTES,
+    PreparedSource,
+    decode_text,
+    prepare_source,
+    source_format,
+    source_name,
+)
 from agents.signatures import SIGNATURE_TYPES, new_secret
 from agents.tokens import new_token, webhook_url
-from errors import HookdError, InvalidInput, NotFound
+from errors import HookdError, InvalidInput, NotFound, PayloadTooLarge
 from settings import Settings, SettingsError, add_setting_flags, load_settings, markdown_table
 from tasks.ids import is_uuid
 from tasks.sqlite_store import SQLiteStore
@@ -53,6 +62,7 @@ def _agent_fields(args: argparse.Namespace) -> dict[str, Any]:
         "status",
         "max_steps",
         "callback_url",
+        "knowledge_top_k",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -168,6 +178,50 @@ async def agents_apply(store: Store, settings: Settings, args: argparse.Namespac
     print("\n".join(apply.report(args.file, steps, outcomes, lambda token: webhook_url(base, token))))
 
 
+def _prepare_file(args: argparse.Namespace) -> PreparedSource:
+    path = Path(args.file).expanduser()
+    try:
+        if path.stat().st_size > MAX_SOURCE_BYTES:
+            raise PayloadTooLarge(f"{path} is larger than a source may be ({MAX_SOURCE_BYTES} bytes).")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    name = source_name(args.name, path.name)
+    return prepare_source(name, source_format(args.format, (path.name, name), None), decode_text(raw))
+
+
+async def sources_add(store: Store, settings: Settings, args: argparse.Namespace) -> None:
+    agent = await _find_agent(store, args.agent)
+    prepared = await asyncio.to_thread(_prepare_file, args)
+    source = await store.add_source(agent.id, prepared)
+    print(
+        f"Added source '{source.name}' ({source.id}) to agent '{agent.name}':"
+        f" {source.format}, {source.bytes} bytes, {source.chunks} chunk{'' if source.chunks == 1 else 's'}."
+    )
+
+
+async def sources_list(store: Store, settings: Settings, args: argparse.Namespace) -> None:
+    agent = await _find_agent(store, args.agent)
+    sources = await store.list_sources(agent.id)
+    if args.json:
+        _print_json([s.to_json() for s in sources])
+        return
+    if not sources:
+        print(f"Agent '{agent.name}' has no sources. Add one: hookd agents sources add AGENT FILE")
+        return
+    print(f"{'ID':36}  {'FORMAT':8}  {'CHUNKS':>6}  {'BYTES':>9}  NAME")
+    for s in sources:
+        print(f"{s.id:36}  {s.format:8}  {s.chunks:>6}  {s.bytes:>9}  {s.name}")
+
+
+async def sources_delete(store: Store, settings: Settings, args: argparse.Namespace) -> None:
+    agent = await _find_agent(store, args.agent)
+    if not is_uuid(args.source_id):
+        raise NotFound("No source has this id.")
+    await store.delete_source(agent.id, args.source_id.lower())
+    print(f"Deleted source {args.source_id.lower()} of agent '{agent.name}', with its chunks.")
+
+
 async def tasks_list(store: Store, settings: Settings, args: argparse.Namespace) -> None:
     agent_id = (await _find_agent(store, args.agent)).id if args.agent else None
     statuses = [s.strip().upper() for s in args.status.split(",")] if args.status else []
@@ -233,6 +287,7 @@ def _add_agent_flags(parser: argparse.ArgumentParser, *, creating: bool) -> None
     parser.add_argument(
         "--callback-url", help="POST each final result here, signed (see the README); '' for none"
     )
+    parser.add_argument("--knowledge-top-k", type=int, help="chunks of its sources per run; 0: none")
     if creating:
         parser.add_argument("--paused", dest="status", action="store_const", const="paused")
     else:
@@ -274,6 +329,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     applying.add_argument("file", help="a TOML file of [[agent]] tables (see README: Agents as code)")
     applying.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
+
+    sources = agents.add_parser("sources", help="manage an agent's knowledge").add_subparsers(
+        dest="sources_action", required=True
+    )
+    adding = db_command(sources, "add", sources_add, "add a text, Markdown or HTML file to an agent")
+    adding.add_argument("agent", help="id or name")
+    adding.add_argument("file", help="the file to add")
+    adding.add_argument("--name", help="what the model sees it called [default: the file name]")
+    adding.add_argument(
+        "--format", metavar="{" + ",".join(FORMATS) + "}", help="[default: from the file name]"
+    )
+    listing = db_command(sources, "list", sources_list, "list an agent's sources")
+    listing.add_argument("agent", help="id or name")
+    listing.add_argument("--json", action="store_true")
+    deleting = db_command(sources, "delete", sources_delete, "delete a source and its chunks")
+    deleting.add_argument("agent", help="id or name")
+    deleting.add_argument("source_id")
 
     tasks = commands.add_parser("tasks", help="inspect and cancel tasks").add_subparsers(
         dest="action", required=True

@@ -122,7 +122,13 @@ async def worker_pool_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     pool = WorkerPool(
         app[store_key],
-        partial(run_agent, session=app[http_session_key], defaults=defaults, journal=app[store_key]),
+        partial(
+            run_agent,
+            session=app[http_session_key],
+            defaults=defaults,
+            journal=app[store_key],
+            search=app[store_key].search_chunks,
+        ),
         workers=settings.workers,
         shutdown_grace_s=settings.shutdown_grace_s,
         retry_backoff_s=settings.retry_backoff_s,

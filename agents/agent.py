@@ -31,6 +31,7 @@ DEFAULT_MAX_STEPS = 8
 MAX_STEPS = 50
 MAX_URL_CHARS = 2000
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+MAX_KNOWLEDGE_TOP_K = 20
 
 
 def iso_time(epoch_s: float | None) -> str | None:
@@ -63,6 +64,7 @@ class Agent:
     callback_url: str | None  # final results are POSTed here (tasks/callbacks.py)
     callback_secret: str | None = field(repr=False)  # signs them; never in a log or a traceback
     mcp_servers: list[dict[str, Any]]  # checked configs (agents/mcp_config.py)
+    knowledge_top_k: int  # chunks of its sources put in each run's prompt; 0: none
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +88,7 @@ class Agent:
             "mcp_servers": self.mcp_servers,
             "callback_url": self.callback_url,
             "callback_secret": self.callback_secret,  # the admin API and the CLI only
+            "knowledge_top_k": self.knowledge_top_k,
         }
 
 
@@ -227,6 +230,7 @@ def validate_agent_fields(
         "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status", "signature",
         "tools", "max_steps", "json_schema", "mcp_servers",
         "callback_url",
+        "knowledge_top_k",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -284,4 +288,6 @@ def validate_agent_fields(
             fields[key] = check_mcp_servers(value)
         elif key == "callback_url":
             fields[key] = _callback_url(value, allow_private=allow_private_callbacks)
+        elif key == "knowledge_top_k":
+            fields[key] = _int(key, value, 0, MAX_KNOWLEDGE_TOP_K)
     return fields

@@ -14,6 +14,7 @@ import aiohttp
 from agents.agent import Agent
 from agents.anthropic_chat import AnthropicChat
 from agents.chat import Chat, ToolSpec
+from agents.knowledge import Passage, Search, find_passages, with_sources
 from agents.mcp import open_mcp_tools
 from agents.openai_chat import OpenAIChat
 from agents.prompt import user_message
@@ -104,13 +105,16 @@ async def run_agent(
     session: aiohttp.ClientSession,
     defaults: LLMDefaults,
     journal: ToolJournal,
+    search: Search | None = None,
 ) -> dict[str, Any]:
     """Run `agent` on its task's payload once: the SUCCESS result, or a ModelError."""
     config = resolve_model(agent, defaults)
-    system = agent.prompt
     user = user_message(json.loads(run.payload_json), agent.input_template)
+    passages = await find_passages(agent.id, agent.knowledge_top_k, user, search)
+    system = with_sources(agent.prompt, passages)
     if config.provider == "echo":  # no model, so no tools and no schema either
-        return {"answer": echo_answer(system, user), "model": "echo", "usage": {}}
+        result: dict[str, Any] = {"answer": echo_answer(system, user), "model": "echo", "usage": {}}
+        return _with_sources(result, passages)
     async with AsyncExitStack() as stack:  # what the tools hold open, closed when the run ends
         tools = await open_tools(agent.tools, stack) + await open_mcp_tools(agent.mcp_servers, stack)
         runner = ToolRunner(tools, journal, run.task_id)
@@ -119,6 +123,12 @@ async def run_agent(
         result = await _converse(agent, chat, runner, session)
     if agent.tools or agent.mcp_servers:
         result["tool_calls"] = runner.records
+    return _with_sources(result, passages)
+
+
+def _with_sources(result: dict[str, Any], passages: list[Passage] | None) -> dict[str, Any]:
+    if passages is not None:  # the agent has sources: say which chunks the model was given
+        result["sources"] = [p.to_json() for p in passages]
     return result
 
 

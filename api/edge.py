@@ -160,7 +160,7 @@ def dump_payload(payload: dict[str, Any]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _body_deadline(request: web.Request) -> AsyncIterator[None]:
+async def body_deadline(request: web.Request) -> AsyncIterator[None]:
     """A body that stalls midway would hold its handler forever: bound the whole read."""
     timeout_s = request.app[settings_key].body_timeout_s
     try:
@@ -181,7 +181,7 @@ async def read_body(request: web.Request) -> bytes:
             " (HOOKD_MAX_BODY_BYTES)."
         )
     try:
-        async with _body_deadline(request):
+        async with body_deadline(request):
             return await request.read()  # the app's client_max_size stops a longer chunked body
     except web.RequestPayloadError:  # e.g. Content-Encoding: gzip on a body that is not gzip
         raise InvalidInput("The body could not be decoded; check its Content-Encoding.") from None
@@ -212,7 +212,7 @@ async def read_webhook_payload(request: web.Request) -> dict[str, Any]:
         return _form_fields(_strict_query(request.rel_url.raw_query_string))
     if request.content_type == "multipart/form-data":
         try:
-            async with _body_deadline(request):
+            async with body_deadline(request):
                 form = await request.post()
         except (ValueError, LookupError, HttpProcessingError, web.RequestPayloadError) as exc:
             raise InvalidInput(f"The multipart form could not be read: {exc}.") from None

@@ -17,6 +17,7 @@ from agents.agent import (
     DEFAULT_MAX_STEPS,
     LLM_FIELDS,
     MAX_ATTEMPTS,
+    MAX_KNOWLEDGE_TOP_K,
     MAX_NAME_CHARS,
     MAX_STEPS,
     MAX_TEXT_CHARS,
@@ -24,6 +25,7 @@ from agents.agent import (
     MAX_URL_CHARS,
     PROVIDERS,
 )
+from agents.knowledge import FORMATS, MAX_SOURCE_BYTES, MAX_SOURCE_NAME_CHARS
 from agents.signatures import (
     GITHUB,
     GITHUB_HEADER,
@@ -293,6 +295,14 @@ TOOL_CALL: Schema = _object(
 )
 
 
+KNOWLEDGE_TOP_K: Schema = {
+    "type": "integer",
+    "minimum": 0,
+    "maximum": MAX_KNOWLEDGE_TOP_K,
+    "description": "How many chunks of the agent's sources go into each run's prompt; 0: none.",
+}
+
+
 def _agent_fields() -> dict[str, Schema]:
     """The fields an agent is created or changed with (agents/agent.py validate_agent_fields)."""
     return {
@@ -336,6 +346,7 @@ def _agent_fields() -> dict[str, Schema]:
             " HOOKD_CALLBACK_ALLOW_PRIVATE is true. null or empty: no callbacks.",
             "anyOf": [{"maxLength": 0}, {"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\\s]"}],
         },
+        "knowledge_top_k": KNOWLEDGE_TOP_K,
     }
 
 
@@ -374,6 +385,7 @@ AGENT: Schema = _object(
             "description": "Signs the agent's callbacks: the key is the base64 after whsec_."
             " POST /api/agents/{agent_id}/callback-secret replaces it.",
         },
+        "knowledge_top_k": KNOWLEDGE_TOP_K,
     }
 )
 AGENT_WITH_WEBHOOK: Schema = AGENT | {
@@ -387,6 +399,32 @@ AGENT_WITH_WEBHOOK: Schema = AGENT | {
     },
     "required": [*AGENT["required"], "webhook_url"],
 }
+
+# -- knowledge ---------------------------------------------------------------------------
+
+SOURCE_NAME: Schema = {
+    "type": "string",
+    "maxLength": MAX_SOURCE_NAME_CHARS,
+    "pattern": _NOT_BLANK,
+    "description": "What the model sees the source called; whitespace runs become one space.",
+}
+SOURCE: Schema = _object(
+    {
+        "id": UUID,
+        "name": {"type": "string", "minLength": 1, "maxLength": MAX_SOURCE_NAME_CHARS},
+        "format": {"enum": list(FORMATS)},
+        "chunks": {"type": "integer", "minimum": 1},
+        "bytes": {"type": "integer", "minimum": 1, "description": "The uploaded text's size in UTF-8."},
+        "created_at": TIME,
+    }
+)
+SOURCE_USED: Schema = _object(
+    {
+        "source": _object({"id": UUID, "name": {"type": "string"}}),
+        "chunk": {"type": "integer", "minimum": 0, "description": "The chunk's place in its source, from 0."},
+        "score": {"type": "number", "description": "BM25 for the user message: higher fits better."},
+    }
+)
 
 # -- tasks -------------------------------------------------------------------------------
 
@@ -405,6 +443,12 @@ RESULT: Schema = {
                     "description": "Only for an agent with tools: every call, in order.",
                 },
                 "structured": {"type": "object", "description": "Only for an agent with a json_schema."},
+                "sources": {
+                    "type": "array",
+                    "items": _ref("SourceUsed"),
+                    "description": "Only for an agent with sources: the chunks put in the prompt,"
+                    " best first; the model cites them as [1], [2], ….",
+                },
             },
             required=("answer", "model", "usage"),
         ),
@@ -627,6 +671,35 @@ SIGNATURE_PARAMETERS = [
 ]
 AGENT_ID = _path_id("agent_id", "agent")
 TASK_ID = _path_id("task_id", "task")
+SOURCE_ID = _path_id("source_id", "source")
+SOURCE_FORMAT: Schema = {
+    "enum": [*FORMATS, "", None],
+    "description": "Left out, empty or null: from the extension (.txt, .md, .html, …) of the file's"
+    " name or the source's name, else from the file's content type, else text.",
+}
+SOURCE_UPLOAD: Schema = {
+    "required": True,
+    "description": "A source as JSON, or a file as multipart/form-data; at most"
+    f" {MAX_SOURCE_BYTES // 2**20} MiB of UTF-8 text.",
+    "content": {
+        "application/json": {
+            "schema": _object(
+                {"name": SOURCE_NAME, "content": {"type": "string"}, "format": SOURCE_FORMAT},
+                required=("name", "content"),
+            )
+        },
+        "multipart/form-data": {
+            "schema": _object(
+                {
+                    "file": {"type": "string", "format": "binary", "description": "UTF-8 text."},
+                    "name": SOURCE_NAME | {"description": "Left out: the file's name."},
+                    "format": SOURCE_FORMAT | {"enum": [*FORMATS, ""]},
+                },
+                required=("file",),
+            )
+        },
+    },
+}
 
 
 def _agent_body(*, creating: bool) -> Schema:
@@ -932,6 +1005,52 @@ PATHS: dict[str, Schema] = {
             ),
         },
     },
+    "/api/agents/{agent_id}/sources": {
+        "parameters": [AGENT_ID],
+        "post": {
+            "operationId": "addSource",
+            "summary": "Add a text, Markdown or HTML source to the agent's knowledge",
+            "security": ADMIN,
+            "requestBody": SOURCE_UPLOAD,
+            "responses": _responses(
+                "201",
+                _json(_ref("Source"), "The source, cut into chunks and indexed."),
+                "400",
+                "401",
+                "404",
+                "408",
+                "413",
+                e400="Not UTF-8 text, no text at all, an unknown format, or a field missing; the message"
+                " says which.",
+                e413="The upload is larger than a source may be.",
+            ),
+        },
+        "get": {
+            "operationId": "listSources",
+            "summary": "The agent's sources, oldest first",
+            "security": ADMIN,
+            "responses": _responses(
+                "200",
+                _json(_object({"sources": {"type": "array", "items": _ref("Source")}}), "The sources."),
+                "401",
+                "404",
+            ),
+        },
+    },
+    "/api/agents/{agent_id}/sources/{source_id}": {
+        "parameters": [AGENT_ID, SOURCE_ID],
+        "delete": {
+            "operationId": "deleteSource",
+            "summary": "Delete a source and its chunks; later runs no longer see them",
+            "security": ADMIN,
+            "responses": _responses(
+                "200",
+                _json(_object({"deleted": {"const": True}, "id": UUID}), "Deleted."),
+                "401",
+                "404",
+            ),
+        },
+    },
     "/api/tasks": {
         "get": {
             "operationId": "listTasks",
@@ -1032,6 +1151,8 @@ DOCUMENT: Schema = {
             "Task": TASK,
             "TaskWithPayload": TASK_WITH_PAYLOAD,
             "Delivery": DELIVERY,
+            "Source": SOURCE,
+            "SourceUsed": SOURCE_USED,
             "Error": ERROR,
             "ToolCall": TOOL_CALL,
         },

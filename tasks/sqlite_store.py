@@ -23,6 +23,7 @@ from agents.tokens import new_signing_secret
 from errors import Conflict, NotFound, StorageUnavailable
 from tasks.ids import uuid7
 from tasks.sqlite_deliveries import SQLiteDeliveries, fill_callback_secrets, queue_deliveries
+from tasks.sqlite_knowledge import SQLiteKnowledge
 from tasks.sqlite_schema import set_up as set_up_schema
 from tasks.sqlite_writer import WriteOp, Writer
 from tasks.store import (
@@ -30,7 +31,6 @@ from tasks.store import (
     STATUSES,
     Enqueued,
     Recovery,
-    Store,
     Task,
     cancelled_result,
     interrupted_result,
@@ -56,14 +56,15 @@ TASK_COLUMNS = (
 AGENT_COLUMNS = (
     "id, name, description, prompt, input_template, llm, max_attempts, timeout_s,"
     " max_concurrency, rate_limit, status, created_at, updated_at, signature_type, signature_secret,"
-    " tools, max_steps, json_schema, callback_url, callback_secret, mcp_servers"
+    " tools, max_steps, json_schema, callback_url, callback_secret, mcp_servers,"
+    " knowledge_top_k"
 )
 _AGENT_WRITABLE = (
     "name", "description", "prompt", "input_template", "llm",
     "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status",
     "signature_type", "signature_secret",
     "tools", "max_steps", "json_schema",
-    "callback_url", "mcp_servers",
+    "callback_url", "mcp_servers", "knowledge_top_k",
 )  # fmt: skip
 _AGENT_JSON = ("llm", "tools", "json_schema", "mcp_servers")  # stored as JSON text
 
@@ -148,6 +149,7 @@ def _agent(row: Sequence[Any]) -> Agent:
         callback_url=row[18],
         callback_secret=row[19],
         mcp_servers=json.loads(row[20]),
+        knowledge_top_k=row[21],
     )
 
 
@@ -182,7 +184,7 @@ def _update_agent(agent_id: str, row: dict[str, Any], now: float) -> tuple[str, 
     return f"UPDATE agents SET {assignments} WHERE id = :id RETURNING {AGENT_COLUMNS}", row
 
 
-class SQLiteStore(SQLiteDeliveries, Store):
+class SQLiteStore(SQLiteDeliveries, SQLiteKnowledge):  # sources and chunks: tasks/sqlite_knowledge.py
     def __init__(self, path: str, *, sync: str = "full") -> None:
         self.path = str(Path(path).expanduser())
         self.sync = sync

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.agent import Agent, iso_time
+from agents.knowledge import Passage, PreparedSource, Source
 
 STATUSES = ("PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE")
 # How long a webhook's idempotency key is remembered: a request repeating it within this window
@@ -307,6 +308,30 @@ class Store(ABC):
     @abstractmethod
     async def list_deliveries(self, task_id: str) -> list[Delivery]:
         """A task's deliveries, oldest first."""
+
+    # -- knowledge ---------------------------------------------------------------------
+
+    @abstractmethod
+    async def add_source(self, agent_id: str, source: PreparedSource) -> Source:
+        """Store a source and its chunks, indexed for search_chunks, in one commit.
+        NotFound if the agent does not exist."""
+
+    @abstractmethod
+    async def list_sources(self, agent_id: str) -> list[Source]:
+        """The agent's sources, oldest first (none for an unknown agent)."""
+
+    @abstractmethod
+    async def delete_source(self, agent_id: str, source_id: str) -> None:
+        """Delete one of the agent's sources with its chunks and their index entries.
+        NotFound if the agent has no such source."""
+
+    @abstractmethod
+    async def search_chunks(self, agent_id: str, terms: Sequence[str], limit: int) -> list[Passage] | None:
+        """The agent's `limit` chunks that best match any of the terms (BM25), best first.
+
+        The terms are plain words, never query syntax. None, after one cheap lookup, when
+        the agent has no sources: nothing was searched.
+        """
 
 
 def cancelled_result() -> dict[str, Any]:

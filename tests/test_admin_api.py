@@ -72,6 +72,7 @@ async def test_create_agent_defaults_and_webhook_url(hookd: Hookd) -> None:
         "max_steps": 8,
         "json_schema": None,
         "mcp_servers": [],
+        "knowledge_top_k": 4,
         "webhook_url": None,
         "callback_url": None,
         "callback_secret": None,

@@ -101,6 +101,7 @@ MAX_EXAMPLES = {
     ("GET", "/api/tasks/{task_id}/events"): 50,
     ("GET", "/api/tasks/{task_id}/deliveries"): 50,
     ("POST", "/api/agents/{agent_id}/callback-secret"): 30,
+    ("POST", "/api/agents/{agent_id}/sources"): 100,
 }
 FEW_CASES = 10  # the operations without parameters
 
@@ -115,6 +116,7 @@ class Target:
     tokens: dict[str, str]  # "active", "paused"
     agent_ids: dict[str, str]  # by method: DELETE, PATCH and POST (rotate) each change their own agent
     task_ids: dict[str, str]  # "done", "done2", "running" (it runs until it is cancelled)
+    sources: tuple[str, list[str]]  # an agent's id, and its sources' ids
     cases: dict[tuple[str, str], int] = field(default_factory=dict)
     statuses: dict[tuple[str, str], set[int]] = field(default_factory=dict)
 
@@ -147,6 +149,15 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
             timeout_s=3600,
         )
         task_ids = {"done": trigger(active), "done2": trigger(active), "running": trigger(stalled)}
+        knowing = create("knowing")
+        source_ids = [
+            session.post(
+                f"{process.url}/api/agents/{knowing['id']}/sources",
+                json={"name": f"notes {n}.md", "content": "# Notes\n\nThe door code is 4711."},
+                headers=ADMIN,
+            ).json()["id"]
+            for n in range(2)
+        ]
         schema = schemathesis.openapi.from_url(process.url + "/api/openapi.json")
         schema.config.seed = SEED
         schema.config.checks.update(included_check_names=CHECKS)
@@ -161,6 +172,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
             agent_ids={"GET": active["id"]}
             | {method: create(f"for {method}")["id"] for method in ("DELETE", "PATCH", "POST")},
             task_ids=task_ids,
+            sources=(knowing["id"], source_ids),
         )
         yield under_test
         if set(under_test.cases) == documented_routes():  # every operation ran (not a -k selection)
@@ -183,6 +195,9 @@ def strategy(target: Target, method: str, path: str) -> st.SearchStrategy[Any]:
             for name, task_id in target.task_ids.items()
             if not (name == "running" and path.endswith("/events"))
         ]
+    if "{source_id}" in path:
+        agent_id, source_ids = target.sources
+        fixed += [{"path_parameters": {"agent_id": agent_id, "source_id": s}} for s in source_ids]
     if path == "/api/task_status":
         # wait=0 on the running task: a long-poll on it would last its whole wait.
         fixed += [
@@ -231,6 +246,21 @@ def success_cases(target: Target, method: str, path: str) -> list[schemathesis.C
         ("GET", "/api/tasks/{task_id}/deliveries"): [{"path_parameters": {"task_id": task_ids["done"]}}],
         ("POST", "/api/tasks/{task_id}/cancel"): [{"path_parameters": {"task_id": task_ids["running"]}}],
         ("GET", "/static/{name}"): [{"path_parameters": {"name": "app.js"}}],
+        ("POST", "/api/agents/{agent_id}/sources"): [
+            {
+                "path_parameters": agent_id,
+                "body": {"name": "faq.md", "content": "# FAQ\n\nOpen the door with 4711."},
+                "media_type": "application/json",
+            },
+            {
+                "path_parameters": agent_id,
+                "body": {"file": b"<h1>FAQ</h1><p>Open the door.</p>", "name": "faq.html"},
+                "media_type": "multipart/form-data",
+            },
+        ],
+        ("DELETE", "/api/agents/{agent_id}/sources/{source_id}"): [
+            {"path_parameters": {"agent_id": target.sources[0], "source_id": target.sources[1][0]}}
+        ],
     }
     default = [{"path_parameters": agent_id}] if "{agent_id}" in path else [{}]
     return [operation.Case(**kwargs, **admin) for kwargs in cases.get((method, path), default)]
