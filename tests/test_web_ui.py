@@ -367,6 +367,9 @@ async def test_user_text_is_shown_as_text_never_as_html(web: Web) -> None:
     await expect(page.locator("#task-payload")).to_have_text(json.dumps(payload, indent=2))
     await expect(page.locator("#task-answer")).to_contain_text("You said: <script>window.pwned=2</script>")
     await expect(page.locator("#task-facts")).to_contain_text(name)
+    await page.locator("#task-facts").get_by_role("link", name=name).click()  # the agent's page
+    await expect(page.locator("#agent-title")).to_have_text(name)
+    await expect(page.locator("#agent-about")).to_have_text("<b>bold</b>")
     assert await page.locator("main img, main script, main b, main i").count() == 0
     assert await page.evaluate("window.pwned") is None
 

@@ -197,6 +197,23 @@ async def test_a_signed_agent_with_a_callback(make_web: MakeWeb, aiohttp_server:
     await page.get_by_role("button", name="Reveal", exact=True).click()
     await expect(shown_secret).to_have_text(rotated["callback_secret"])
 
+    # Pause and resume from here; a new webhook URL, whose snippet still signs (the page has
+    # no signing secret to show: hookd never gives it back).
+    await page.get_by_role("button", name="Pause", exact=True).click()
+    await expect(page.locator("#agent-status")).to_have_text("paused")
+    await expect(page.locator("#notice")).to_contain_text("Paused “signed”")
+    await page.get_by_role("button", name="Resume", exact=True).click()
+    await expect(page.locator("#agent-status")).to_have_text("active")
+    await page.get_by_role("button", name="New webhook URL").click()
+    await web.confirm("New URL")
+    await expect(dialog).to_be_visible()
+    await expect(page.locator("#webhook-signed")).to_contain_text("standard-webhooks")
+    await expect(page.locator("#webhook-secret-row")).to_be_hidden()
+    url = await page.get_by_label("Webhook URL", exact=True).input_value()
+    await expect(page.locator("#python-snippet")).to_contain_text(json.dumps(url))
+    await dialog.get_by_role("button", name="I have saved it").click()
+    await expect(page.get_by_role("heading", name="signed", exact=True)).to_be_focused()
+
     # Edit: the saved signature is kept unless changed; only the callback URL is sent.
     await page.get_by_role("link", name="Edit", exact=True).click()
     await expect(page.get_by_role("heading", name="Edit “signed”")).to_be_visible()
