@@ -383,6 +383,7 @@ async def test_notify_without_its_token_variable_fails_as_config_error(
     [
         ({"tools": {"type": "notify"}}, "'tools' must be a list"),
         ({"tools": [{"type": "shell"}]}, "'tools[0].type' must be one of http_request, read_webpage, notify"),
+        ({"tools": [{"type": ["http_request"]}]}, "'tools[0].type' must be one of"),
         ({"tools": [{"type": "http_request"}]}, "'tools[0].allow_hosts' is required"),
         ({"tools": [{"type": "http_request", "allow_hosts": "*"}]}, "must be a list of 1 to 100 host names"),
         ({"tools": [{"type": "read_webpage", "allow_hosts": []}]}, "must be a list of 1 to 100 host names"),

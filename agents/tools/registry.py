@@ -43,7 +43,7 @@ def check_tools(value: Any) -> list[dict[str, Any]]:
     for n, config in enumerate(value):
         where = f"tools[{n}]"
         kind = config.get("type") if isinstance(config, dict) else None
-        if not isinstance(config, dict) or kind not in TOOL_TYPES:
+        if not isinstance(kind, str) or kind not in TOOL_TYPES:  # a list or object is unhashable
             raise InvalidInput(f"'{where}.type' must be one of {', '.join(TOOL_TYPES)}, like {example}.")
         if any(c["type"] == kind for c in checked):
             raise InvalidInput(f"'{where}': the agent already has a {kind} tool; list each type once.")
