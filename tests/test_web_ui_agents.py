@@ -234,10 +234,37 @@ async def test_a_signed_agent_with_a_callback(make_web: MakeWeb, aiohttp_server:
     await expect(delivery.locator("td").nth(2)).to_contain_text("410 Gone: no more attempts")
     await expect(delivery.locator("td").nth(4)).to_have_text("no more attempts")
 
+    # GitHub's signature instead, with a secret made here; a new URL's snippet signs with it.
+    await page.goto(f"{web.url}#/agents/{agent['id']}/edit")
+    await expect(page.get_by_role("heading", name="Edit “signed”")).to_be_visible()
+    await page.get_by_label("Require a signature", exact=True).select_option("github")
+    await page.get_by_role("button", name="Save changes").click()
+    await expect(page.locator("#agent-form-error")).to_have_text(
+        "Enter the github secret the sender signs with, or generate one."
+    )
+    await page.get_by_role("button", name="Generate", exact=True).click()
+    github_secret = await page.get_by_label("Signing secret", exact=True).input_value()
+    assert re.fullmatch(r"[0-9a-f]{64}", github_secret), github_secret
+    async with page.expect_request(lambda request: request.method == "PATCH") as patch:
+        await page.get_by_role("button", name="Save changes").click()
+    assert (await patch.value).post_data_json == {"signature": {"type": "github", "secret": github_secret}}
+    await expect(page.locator("#notice")).to_have_text("Saved “signed”.")
+    await page.goto(f"{web.url}#/agents/{agent['id']}")
+    await expect(page.locator("#agent-signature")).to_contain_text("Requires a github signature")
+    await page.get_by_role("button", name="New webhook URL").click()  # its token is looked up afresh
+    await web.confirm("New URL")
+    await expect(page.locator("#webhook-signed")).to_contain_text("github")
+    url = await page.get_by_label("Webhook URL", exact=True).input_value()
+    python = await page.locator("#python-snippet").text_content()
+    assert python is not None and "X-Hub-Signature-256" in python
+    github_task = (await run_snippet(python, {"WEBHOOK_SECRET": github_secret}))["task_id"]
+    assert (await web.hookd.wait_for(github_task))["status"] == "SUCCESS"
+    await dialog.get_by_role("button", name="I have saved it").click()
+
     # No signature any more: sent as null.
     await page.goto(f"{web.url}#/agents/{agent['id']}/edit")
     await expect(page.get_by_role("heading", name="Edit “signed”")).to_be_visible()
-    await expect(page.get_by_label("Require a signature", exact=True)).to_have_value("standard-webhooks")
+    await expect(page.get_by_label("Require a signature", exact=True)).to_have_value("github")
     await page.get_by_label("Require a signature", exact=True).select_option("")
     async with page.expect_request(lambda request: request.method == "PATCH") as patch:
         await page.get_by_role("button", name="Save changes").click()

@@ -110,10 +110,10 @@ function formFields() {
 /** The `signature` to send: undefined to leave it as it is. */
 function signatureField(agent) {
   const type = $("agent-signature-type").value;
-  const secret = $("agent-signature-secret").value.trim();
+  const secret = $("agent-signature-secret").value; // as typed: hookd says if it has stray spaces
   const current = agent?.signature?.type ?? "";
   if (type === "") return current ? null : undefined;
-  if (secret) return { type, secret };
+  if (secret.trim()) return { type, secret };
   if (type === current) return undefined; // the saved secret stays
   throw new FormError(
     `Enter the ${type} secret the sender signs with, or generate one.`,
