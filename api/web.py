@@ -1,4 +1,5 @@
-"""The admin web page: GET / and its few static files from api/static, no build step.
+"""The admin web page: GET / and its few static files from api/static, no build step: the
+script is plain ES modules (app.js imports the others by relative name), served as they are.
 
 The page signs in with the admin key and talks to the admin API like any other client. The
 files are read once, when this module is imported, and looked up by name: a request can

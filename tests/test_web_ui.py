@@ -1,9 +1,7 @@
-"""The admin web page, end to end: Playwright driving Debian's Chromium against hookd on a
-loopback port, with the fake model behind it.
-
-Each step waits for what the page shows with Playwright's bounded `expect`, never a sleep.
-Screenshots land in test-artifacts/screenshots/. Without /usr/bin/chromium the browser tests
-are skipped, except in CI (`CI` set), where they fail: .ci/run installs Chromium.
+"""The admin web page, end to end: sign in, agents from creation to deletion, the task list
+and a task's page, in Debian's Chromium (the browser fixtures are in tests/web_ui.py).
+The newer admin features (signatures, callbacks, tools, structured answers, the event
+stream) are in tests/test_web_ui_agents.py.
 """
 
 from __future__ import annotations
@@ -11,111 +9,17 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
-import os
 import re
 import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import expect
 from yarl import URL
 
 from tests.conftest import ADMIN_KEY, Hookd
+from tests.web_ui import POLL_MS, STATIC, Web, make_web_fixture, web_fixture
 
-ROOT = Path(__file__).resolve().parent.parent
-STATIC = ROOT / "api" / "static"
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-POLL_MS = 1500  # app.js POLL_MS
-
-expect.set_options(timeout=10_000)
-
-
-@dataclass
-class Web:
-    """hookd, and one browser page pointed at it."""
-
-    hookd: Hookd
-    page: Page
-    problems: list[str] = field(default_factory=list)  # script errors and CSP violations
-
-    @property
-    def url(self) -> str:
-        return str(self.hookd.client.make_url("/"))
-
-    async def open(self) -> None:
-        await self.page.goto(self.url)
-        await expect(self.page.get_by_role("heading", name="Sign in")).to_be_visible()
-
-    async def sign_in(self, key: str = ADMIN_KEY) -> None:
-        await self.page.get_by_label("Admin key", exact=True).fill(key)
-        await self.page.get_by_role("button", name="Sign in").click()
-
-    async def open_signed_in(self) -> None:
-        await self.open()
-        await self.sign_in()
-        await expect(self.page.get_by_role("heading", name="Tasks", exact=True)).to_be_visible()
-
-    async def screenshot(self, name: str) -> None:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        await self.page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
-
-    def task_row(self, task_id: str) -> Any:
-        return self.page.locator(f'#tasks-table tr[data-task-id="{task_id}"]')
-
-    def agent_row(self, agent_id: str) -> Any:
-        return self.page.locator(f'#agents-table tr[data-agent-id="{agent_id}"]')
-
-    async def confirm(self, button: str) -> None:
-        dialog = self.page.locator("#confirm-dialog")
-        await expect(dialog).to_be_visible()
-        await dialog.get_by_role("button", name=button, exact=True).click()
-        await expect(dialog).to_be_hidden()
-
-    async def api(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-        response = await self.hookd.client.request(method, path, headers=self.hookd.admin, **kwargs)
-        return response.status, await response.json()
-
-
-@pytest.fixture
-async def web(make_hookd: Any) -> AsyncIterator[Web]:
-    if not os.access(CHROMIUM, os.X_OK):
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the browser tests: /usr/bin/chromium is missing (.ci/run installs it)")
-        pytest.skip("Debian's Chromium is not at /usr/bin/chromium (apt-get install chromium)")
-    hookd = await make_hookd()
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            context = await browser.new_context(viewport={"width": 1200, "height": 800})
-            origin = str(hookd.client.make_url("/")).rstrip("/")
-            await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=origin)
-            web = Web(hookd, await context.new_page())
-
-            def on_console(message: Any) -> None:
-                # A refused request is logged by the browser as "Failed to load resource";
-                # the tests check those answers themselves. Anything else is a fault.
-                if message.type == "error" and not message.text.startswith("Failed to load resource"):
-                    web.problems.append(message.text)
-
-            web.page.on("console", on_console)
-            web.page.on("pageerror", lambda error: web.problems.append(f"uncaught: {error}"))
-            yield web
-        finally:
-            await browser.close()
-    assert web.problems == [], "the page logged errors"
+FIXTURES = (make_web_fixture, web_fixture)  # imported for pytest, which finds them by name
 
 
 # -- the files, without a browser ----------------------------------------------------------
@@ -137,14 +41,28 @@ async def test_the_page_and_its_files_are_served_with_a_strict_policy(hookd: Hoo
         "static/app.js",
     }
     assert not re.search(r"<script>|<style|\sstyle=|\son[a-z]+=", html)  # the CSP would block them
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), "an id used twice: a label would point at the wrong one"
     css = (STATIC / "style.css").read_text(encoding="utf-8")
     assert "url(" not in css and "@import" not in css and "@font-face" not in css
 
-    for name, content_type in [
-        ("app.js", "text/javascript"),
-        ("style.css", "text/css"),
-        ("icon.svg", "image/svg+xml"),
-    ]:
+    # app.js loads the other modules by relative name, each of them one of the page's files,
+    # and none of them writes markup.
+    modules = {path.name for path in STATIC.glob("*.js")}
+    loaded, todo = {"app.js"}, ["app.js"]
+    while todo:
+        source = (STATIC / todo.pop()).read_text(encoding="utf-8")
+        assert "innerHTML" not in source and "insertAdjacentHTML" not in source
+        for imported in re.findall(r'^import [^;]*? from "\./([^"]+)";$', source, flags=re.M):
+            assert imported in modules, imported
+            if imported not in loaded:
+                loaded.add(imported)
+                todo.append(imported)
+    assert loaded == modules
+
+    types = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+    assets = sorted(path for path in STATIC.iterdir() if path.name != "index.html")
+    for name, content_type in [(path.name, types[path.suffix]) for path in assets]:
         response = await hookd.client.get(f"/static/{name}")
         assert response.status == 200, name
         assert response.content_type == content_type
@@ -449,6 +367,9 @@ async def test_user_text_is_shown_as_text_never_as_html(web: Web) -> None:
     await expect(page.locator("#task-payload")).to_have_text(json.dumps(payload, indent=2))
     await expect(page.locator("#task-answer")).to_contain_text("You said: <script>window.pwned=2</script>")
     await expect(page.locator("#task-facts")).to_contain_text(name)
+    await page.locator("#task-facts").get_by_role("link", name=name).click()  # the agent's page
+    await expect(page.locator("#agent-title")).to_have_text(name)
+    await expect(page.locator("#agent-about")).to_have_text("<b>bold</b>")
     assert await page.locator("main img, main script, main b, main i").count() == 0
     assert await page.evaluate("window.pwned") is None
 
