@@ -32,7 +32,12 @@ from tasks.store import STATUSES, Store
 
 
 def _print_json(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2))
+    text = json.dumps(value, ensure_ascii=False, indent=2)
+    try:
+        text.encode(sys.stdout.encoding or "utf-8")
+    except UnicodeEncodeError:  # e.g. a model's answer with an unpaired surrogate: keep it escaped
+        text = json.dumps(value, indent=2)
+    print(text)
 
 
 def _public_base(settings: Settings) -> str:
