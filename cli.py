@@ -32,7 +32,12 @@ from tasks.store import STATUSES, Store
 
 
 def _print_json(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2))
+    text = json.dumps(value, ensure_ascii=False, indent=2)
+    try:
+        text.encode(sys.stdout.encoding or "utf-8")
+    except UnicodeEncodeError:  # e.g. a model's answer with an unpaired surrogate: keep it escaped
+        text = json.dumps(value, indent=2)
+    print(text)
 
 
 def _public_base(settings: Settings) -> str:
@@ -172,7 +177,13 @@ async def agents_rotate_token(store: Store, settings: Settings, args: argparse.N
 
 async def agents_apply(store: Store, settings: Settings, args: argparse.Namespace) -> None:
     declared = apply.read_agents_file(Path(args.file), args.file)
-    steps = apply.plan(args.file, declared, await store.list_agents())
+    steps = apply.plan(
+        args.file,
+        declared,
+        await store.list_agents(),
+        allow_private_callbacks=settings.callback_allow_private,
+        environ=os.environ,
+    )
     outcomes = None if args.dry_run else await apply.apply(store, steps)
     base = _public_base(settings)
     print("\n".join(apply.report(args.file, steps, outcomes, lambda token: webhook_url(base, token))))

@@ -7,18 +7,28 @@ agent is checked before anything is written, and all writes share one transactio
 
 from __future__ import annotations
 
+import datetime
+import hmac
+import json
+import math
+import os
+import re
 import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agents.agent import Agent, validate_agent_fields
+from agents.signatures import validate_signature
 from agents.tokens import new_token
 from errors import InvalidInput
 from tasks.store import Store
 
 _ABSENT = object()
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Fields stored as JSON: compared as read back (a tuple comes back a list, a key set once).
+_JSON_FIELDS = frozenset({"llm", "tools", "json_schema", "mcp_servers"})
 
 
 @dataclass(frozen=True)
@@ -26,7 +36,9 @@ class Step:
     """What applying the file does to one agent."""
 
     name: str
-    fields: dict[str, Any]  # validated, as the file declares them
+    # Validated, as the file declares them, keyed by column (`signature` is signature_type and
+    # signature_secret). Never shown: it holds the signing secret.
+    fields: dict[str, Any] = field(repr=False)
     existing: Agent | None
     changed: tuple[str, ...]  # fields of an existing agent the file changes, in file order
 
@@ -69,15 +81,101 @@ def read_agents_file(path: Path, label: str) -> list[Any]:
     return agents
 
 
+def _not_json(value: Any, where: str) -> str | None:
+    """Where the table holds a value JSON has no type for (a TOML date or time, nan, inf), if
+    anywhere: hookd's API is JSON, so such a value could not be stored or compared as written."""
+    if isinstance(value, datetime.date | datetime.time):
+        return f"'{where}' is a TOML date or time, which JSON has no type for; write it as a string."
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"'{where}' is {value}, which JSON has no value for."
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _not_json(item, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}")
+        if found:
+            return found
+    return None
+
+
+def _signature_from_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """The table with `signature.secret_env` replaced by the secret it names, so that the
+    secret itself need not be written in the file (like the CLI's --signature-secret-env)."""
+    signature = data.get("signature")
+    if not isinstance(signature, dict) or ("secret" in signature and "secret_env" not in signature):
+        return data
+    if "secret" in signature:
+        raise InvalidInput("'signature' takes 'secret' or 'secret_env', not both.")
+    env_name = signature.get("secret_env")
+    if env_name is None:
+        raise InvalidInput(
+            "'signature' needs 'secret_env', the environment variable holding the sender's secret"
+            ' (like { type = "github", secret_env = "GITHUB_WEBHOOK_SECRET" }), or the \'secret\' itself.'
+        )
+    if not isinstance(env_name, str) or not _ENV_NAME.fullmatch(env_name):
+        raise InvalidInput(
+            "'signature.secret_env' must be the name of an environment variable, like GITHUB_WEBHOOK_SECRET."
+        )
+    secret = environ.get(env_name)
+    if not secret:
+        raise InvalidInput(
+            f"'signature.secret_env': the environment variable {env_name} is not set or empty;"
+            " put the agent's signing secret in it."
+        )
+    resolved = {key: value for key, value in signature.items() if key != "secret_env"} | {"secret": secret}
+    try:
+        validate_signature(resolved)
+    except InvalidInput as exc:
+        if "'signature.secret'" not in str(exc):
+            raise
+        # The message names 'signature.secret', which the file does not have: say where it is.
+        raise InvalidInput(
+            f"{exc} (The secret is the value of {env_name}, named in 'signature.secret_env'.)"
+        ) from None
+    return data | {"signature": resolved}
+
+
+def _same(key: str, fields: dict[str, Any], agent: Agent) -> bool:
+    """Whether the file's validated `key` equals the stored one."""
+    if key == "signature":  # validated as two columns, stored as one Signature
+        kind, secret = fields["signature_type"], fields["signature_secret"]
+        stored = agent.signature
+        if stored is None or kind is None:
+            return stored is None and kind is None
+        # In constant time: how long a comparison takes must not tell how much of a secret matched.
+        return stored.type == kind and hmac.compare_digest(stored.secret.encode(), secret.encode())
+    value = fields[key]
+    if key in _JSON_FIELDS:
+        value = json.loads(json.dumps(value))
+    return bool(getattr(agent, key, _ABSENT) == value)
+
+
+def _declared(fields: dict[str, Any]) -> list[str]:
+    """The agent fields the validated `fields` came from, in file order."""
+    names = ("signature" if key.startswith("signature_") else key for key in fields)
+    return list(dict.fromkeys(names))
+
+
+def _columns(name: str) -> tuple[str, ...]:
+    return ("signature_type", "signature_secret") if name == "signature" else (name,)
+
+
 def _changed(fields: dict[str, Any], agent: Agent) -> tuple[str, ...]:
-    # Validated values compare with the stored ones as read back (llm is a dict of the keys
-    # set, timeout_s a float). A field the Agent does not carry counts as changed.
-    return tuple(key for key, value in fields.items() if getattr(agent, key, _ABSENT) != value)
+    # Stored values are compared as read back (llm is a dict of the keys set, timeout_s a
+    # float). A field the Agent does not carry counts as changed.
+    return tuple(name for name in _declared(fields) if not _same(name, fields, agent))
 
 
-def plan(label: str, declared: list[Any], existing: list[Agent]) -> list[Step]:
+def plan(
+    label: str,
+    declared: list[Any],
+    existing: list[Agent],
+    *,
+    allow_private_callbacks: bool,
+    environ: Mapping[str, str] = os.environ,
+) -> list[Step]:
     """Check every declared agent and say what applying each does. InvalidInput naming the
-    file, the agent and the field for every agent that is wrong (then nothing is written)."""
+    file, the agent and the field for every agent that is wrong (then nothing is written).
+    `allow_private_callbacks` is HOOKD_CALLBACK_ALLOW_PRIVATE; `environ` holds the secrets
+    that `signature.secret_env` names."""
     by_name = {agent.name: agent for agent in existing}
     errors: list[str] = []
     steps: list[Step] = []
@@ -88,7 +186,15 @@ def plan(label: str, declared: list[Any], existing: list[Agent]) -> list[Step]:
         try:
             if not isinstance(data, dict):
                 raise InvalidInput("must be a table: declare each agent with [[agent]].")
-            fields = validate_agent_fields(data, creating=True)
+            for key, value in data.items():
+                problem = _not_json(value, str(key))
+                if problem:
+                    raise InvalidInput(problem)
+            fields = validate_agent_fields(
+                _signature_from_env(data, environ),
+                creating=True,
+                allow_private_callbacks=allow_private_callbacks,
+            )
         except InvalidInput as exc:
             errors.append(f"{label}: {who}: {exc}")
             continue
@@ -113,7 +219,8 @@ async def apply(store: Store, steps: list[Step]) -> list[Outcome]:
     changes = []
     for step in updates:
         assert step.existing is not None  # only an existing agent is updated
-        changes.append((step.existing.id, {key: step.fields[key] for key in step.changed}))
+        columns = [column for name in step.changed for column in _columns(name)]
+        changes.append((step.existing.id, {column: step.fields[column] for column in columns}))
     saved = await store.save_agents(
         [(step.fields, token_hash) for step, (_, token_hash) in zip(creates, tokens, strict=True)], changes
     )

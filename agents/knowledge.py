@@ -341,6 +341,12 @@ async def find_passages(agent_id: str, top_k: int, user: str, search: Search | N
     return await search(agent_id, search_terms(user), top_k)
 
 
+# A source tag in a chunk's text would end its block early (what follows would read as the
+# prompt's own words) or open a block posing as another source: its "<" is escaped. Only these
+# tags: the rest of the text (code, Markdown) reaches the model as written.
+_SOURCE_TAG = re.compile(r"<(?=\s*/?\s*source\b)", re.IGNORECASE)
+
+
 def with_sources(system: str, passages: list[Passage] | None) -> str:
     """The system message followed by a "Sources" section holding the passages, numbered."""
     if not passages:
@@ -353,6 +359,7 @@ def with_sources(system: str, passages: list[Passage] | None) -> str:
     ]
     for n, passage in enumerate(passages, 1):
         name = html.escape(passage.source_name, quote=True)
-        lines += ["", f'<source n="{n}" name="{name}" chunk="{passage.chunk}">', passage.text, "</source>"]
+        text = _SOURCE_TAG.sub("&lt;", passage.text)
+        lines += ["", f'<source n="{n}" name="{name}" chunk="{passage.chunk}">', text, "</source>"]
     section = "\n".join(lines)
     return f"{system}\n\n{section}" if system else section

@@ -104,6 +104,16 @@ async def _read_limited(response: aiohttp.ClientResponse) -> bytes:
     return b"".join(chunks)
 
 
+def _json_bytes(body: Any) -> bytes:
+    """UTF-8 JSON; all escaped when it holds an unpaired surrogate, which UTF-8 has no form for
+    (a model's earlier answer, sent back in a correction turn, may hold one)."""
+    text = json.dumps(body, ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(body).encode()
+
+
 def _scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
 
@@ -114,7 +124,7 @@ async def post_json(
     where = _safe_url(url)
     try:
         # A BytesIO body is streamed in chunks: a large payload does not hold the event loop.
-        data = io.BytesIO(json.dumps(body, ensure_ascii=False).encode())
+        data = io.BytesIO(_json_bytes(body))
         headers = headers | {"Content-Type": "application/json"}
         async with session.post(url, data=data, headers=headers) as response:
             raw = await _read_limited(response)

@@ -536,6 +536,8 @@ _ERROR_MEANING = {
     "413": "The body is larger than HOOKD_MAX_BODY_BYTES.",
     "422": "The idempotency key was used with a different body in the last 24 hours; nothing was stored.",
     "429": "Too many webhooks; nothing was stored. Send it again after Retry-After seconds.",
+    "503": "The database cannot take writes (disk full, a read-only file, busy past its timeout, or"
+    " hookd is stopping); nothing was stored. Send it again later.",
 }
 _ERROR_HEADERS = {
     "401": {"WWW-Authenticate": {"schema": {"const": "Bearer"}, "required": True}},
@@ -736,7 +738,7 @@ PATHS: dict[str, Schema] = {
             "responses": _responses(
                 "200",
                 WEBHOOK_ACCEPTED,
-                *("400", "401", "404", "408", "409", "413", "422", "429"),
+                *("400", "401", "404", "408", "409", "413", "422", "429", "503"),
                 **WEBHOOK_REFUSALS,
             ),
         },
@@ -756,7 +758,7 @@ PATHS: dict[str, Schema] = {
                 *IDEMPOTENCY_PARAMETERS,
             ],
             "responses": _responses(
-                "200", WEBHOOK_ACCEPTED, "400", "401", "404", "409", "422", "429", **WEBHOOK_REFUSALS
+                "200", WEBHOOK_ACCEPTED, "400", "401", "404", "409", "422", "429", "503", **WEBHOOK_REFUSALS
             ),
         },
     },
@@ -923,6 +925,7 @@ PATHS: dict[str, Schema] = {
                 "408",
                 "409",
                 "413",
+                "503",
                 e409="An agent already has this name.",
             ),
         },
@@ -959,6 +962,7 @@ PATHS: dict[str, Schema] = {
                 "408",
                 "409",
                 "413",
+                "503",
                 e409="Another agent has this name.",
             ),
         },
@@ -980,6 +984,7 @@ PATHS: dict[str, Schema] = {
                 ),
                 "401",
                 "404",
+                "503",
             ),
         },
     },
@@ -990,7 +995,11 @@ PATHS: dict[str, Schema] = {
             "summary": "Give the agent a new webhook token; the old one stops working at once",
             "security": ADMIN,
             "responses": _responses(
-                "200", _json(_ref("AgentWithWebhook"), "The agent and its new webhook URL."), "401", "404"
+                "200",
+                _json(_ref("AgentWithWebhook"), "The agent and its new webhook URL."),
+                "401",
+                "404",
+                "503",
             ),
         },
     },
@@ -1001,7 +1010,7 @@ PATHS: dict[str, Schema] = {
             "summary": "Give the agent a new callback signing secret; callbacks from now on use it",
             "security": ADMIN,
             "responses": _responses(
-                "200", _json(_ref("Agent"), "The agent and its new secret."), "401", "404"
+                "200", _json(_ref("Agent"), "The agent and its new secret."), "401", "404", "503"
             ),
         },
     },
@@ -1020,6 +1029,7 @@ PATHS: dict[str, Schema] = {
                 "404",
                 "408",
                 "413",
+                "503",
                 e400="Not UTF-8 text, no text at all, an unknown format, or a field missing; the message"
                 " says which.",
                 e413="The upload is larger than a source may be.",
@@ -1048,6 +1058,7 @@ PATHS: dict[str, Schema] = {
                 _json(_object({"deleted": {"const": True}, "id": UUID}), "Deleted."),
                 "401",
                 "404",
+                "503",
             ),
         },
     },
@@ -1125,6 +1136,7 @@ PATHS: dict[str, Schema] = {
                 "401",
                 "404",
                 "409",
+                "503",
                 e409="The task already finished.",
             ),
         },

@@ -8,7 +8,6 @@ long-poll), and the task's changes as Server-Sent Events (tasks/watch.py does th
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 
@@ -19,6 +18,7 @@ from api.app_keys import pool_key, rate_limiter_key, store_key, task_watch_key
 from api.edge import dump_payload, read_webhook_payload
 from api.ingress import REPLAYED_HEADERS, check_ingress
 from errors import Conflict, InvalidInput, NotFound, TooManyRequests
+from tasks.callbacks import json_body
 from tasks.ids import is_uuid
 from tasks.store import Task
 from tasks.watch import follow, is_final, wait_for_final
@@ -148,8 +148,9 @@ async def _accepted_after_wait(
 
 
 def _event(seq: int, task: Task) -> bytes:
-    data = json.dumps(task.status_json(), ensure_ascii=False, separators=(",", ":"))
-    return f"id: {seq}\nevent: {task.status}\ndata: {data}\n\n".encode()
+    # As the callbacks send it: UTF-8, with an unpaired surrogate (which UTF-8 has no form for) escaped.
+    data = json_body(task.status_json())
+    return f"id: {seq}\nevent: {task.status}\ndata: ".encode() + data + b"\n\n"
 
 
 HEARTBEAT = b": heartbeat\n\n"  # a comment: keeps proxies from closing an idle stream

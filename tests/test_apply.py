@@ -4,15 +4,20 @@ run it (`python cli.py …` on a database in tmp_path, through test_cli's `Cli`)
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agents import apply
 from agents.agent import validate_agent_fields
-from errors import Conflict, NotFound
+from agents.signatures import new_secret
+from errors import Conflict, InvalidInput, NotFound
 from tasks.sqlite_store import SQLiteStore
-from tests.test_cli import WEBHOOK_LINE, Cli
+from tests.processes import REPO_ROOT, clean_environ
+from tests.test_cli import CLI_TIMEOUT_S, WEBHOOK_LINE, Cli
 
 TRIAGE = """
 [[agent]]
@@ -60,12 +65,26 @@ class AgentsFile:
     def write(self, *tables: str) -> None:
         self.path.write_text("".join(tables), encoding="utf-8")
 
-    def apply(self, *flags: str) -> list[str]:
-        return self.cli("agents", "apply", str(self.path), *flags).splitlines()
+    def run(self, *flags: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """`hookd agents apply FILE FLAGS`, with `env` added to a clean environment."""
+        return subprocess.run(
+            [sys.executable, "cli.py", "agents", "apply", str(self.path), *flags, "--db", str(self.cli.db)],
+            cwd=REPO_ROOT,
+            env=clean_environ() | (env or {}),
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_S,
+            check=False,
+        )
 
-    def fails(self) -> list[str]:
+    def apply(self, *flags: str, env: dict[str, str] | None = None) -> list[str]:
+        result = self.run(*flags, env=env)
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        return result.stdout.splitlines()
+
+    def fails(self, env: dict[str, str] | None = None) -> list[str]:
         """Apply, which must fail without a traceback: its error lines, without "hookd: "."""
-        result = self.cli.run("agents", "apply", str(self.path))
+        result = self.run(env=env)
         assert result.returncode == 1, result.stdout
         assert "Traceback" not in result.stderr and result.stdout == "", result.stderr
         assert result.stderr.startswith("hookd: "), result.stderr
@@ -267,3 +286,192 @@ async def test_the_store_saves_all_agents_or_none(tmp_path: Path) -> None:
         assert [(a.name, a.prompt) for a in saved] == [("fresh", ""), ("taken", "changed")]
     finally:
         await store.close()
+
+
+GITHUB_SECRET = "gh-s3cret-one"
+# One agent per field whose validated form is not simply what the file says, or not what is
+# stored: (what the file first says, what it says after a change). Each table sets its field.
+FIELDS = {
+    "signature": (
+        f'signature = {{ type = "github", secret = "{GITHUB_SECRET}" }}',
+        'signature = { type = "github", secret = "gh-s3cret-two" }',
+    ),
+    "signature_type": (
+        f'signature = {{ type = "github", secret = "{GITHUB_SECRET}" }}',
+        'signature = { type = "standard-webhooks", secret_env = "HOOKD_TEST_SIGNING_SECRET" }',
+    ),
+    "signature_env": (
+        'signature = { type = "standard-webhooks", secret_env = "HOOKD_TEST_SIGNING_SECRET" }',
+        'signature = { type = "standard-webhooks", secret_env = "HOOKD_TEST_OTHER_SECRET" }',
+    ),
+    "callback_url": ('callback_url = "https://example.org/cb"', 'callback_url = "https://example.org/cb2"'),
+    "tools": (
+        'tools = [{ type = "read_webpage" }, { type = "http_request", allow_hosts = ["API.example.com"] }]',
+        'tools = [{ type = "read_webpage", max_chars = 500 }, { type = "http_request", allow_hosts = ["*"] }]',
+    ),
+    "max_steps": ("max_steps = 3", "max_steps = 4"),
+    "json_schema": (
+        'json_schema = { type = "object", properties = { summary = { type = "string" } } }',
+        'json_schema = { type = "object", properties = { summary = { type = "string" } }, required = ["summary"] }',
+    ),
+    "mcp_servers": (
+        'mcp_servers = [{ name = "files", command = ["python", "-m", "srv"], timeout_s = 30 },'
+        ' { name = "search", url = "https://example.com/mcp", headers_env = { Authorization = "SEARCH_AUTH" } }]',
+        'mcp_servers = [{ name = "files", command = ["python", "-m", "srv"], timeout_s = 31 }]',
+    ),
+    "knowledge_top_k": ("knowledge_top_k = 3", "knowledge_top_k = 0"),
+    "llm": (
+        'llm = { provider = "openai", base_url = "https://api.openai.com/v1/", model = "" }',
+        'llm = { provider = "openai", base_url = "https://api.openai.com/v2/" }',
+    ),
+    "rate_limit": ('rate_limit = " 60 / minute "', 'rate_limit = "60/hour"'),
+    "input_template": ('input_template = "Q: {{question}}"', 'input_template = ""'),
+    "timeout_s": ("timeout_s = 30", "timeout_s = 30.5"),
+}
+
+
+def _agents(version: int) -> str:
+    return "".join(f'[[agent]]\nname = "{name}"\n{lines[version]}\n' for name, lines in FIELDS.items())
+
+
+def test_every_field_applied_again_is_unchanged_and_a_change_is_updated(
+    cli: Cli, agents_file: AgentsFile
+) -> None:
+    first_secret, second_secret = new_secret("standard-webhooks"), new_secret("standard-webhooks")
+    env = {"HOOKD_TEST_SIGNING_SECRET": first_secret, "HOOKD_TEST_OTHER_SECRET": second_secret}
+    agents_file.write(_agents(0))
+    created = agents_file.apply(env=env)
+    assert [line for line in created if line.startswith("created ")] == [f"created {n}" for n in FIELDS]
+
+    # The validated values (defaults filled in, names normalised) equal the stored ones.
+    before = agents_file.agents()
+    again = agents_file.apply(env=env)
+    assert again[: len(FIELDS)] == [f"unchanged {name}" for name in FIELDS]
+    assert agents_file.agents() == before
+
+    agents_file.write(_agents(1))
+    expected = {name: name.removesuffix("_type").removesuffix("_env") for name in FIELDS}
+    expected = {
+        name: "signature" if name.startswith("signature") else field for name, field in expected.items()
+    }
+    dry = agents_file.apply("--dry-run", env=env)
+    assert dry[: len(FIELDS)] == [f"would update {name}: {field}" for name, field in expected.items()]
+    assert agents_file.agents() == before
+
+    updated = agents_file.apply(env=env)
+    assert updated[: len(FIELDS)] == [f"updated {name}: {field}" for name, field in expected.items()]
+    after = agents_file.apply(env=env)
+    assert after[: len(FIELDS)] == [f"unchanged {name}" for name in FIELDS]
+    secrets = dict(cli.rows("SELECT name, signature_secret FROM agents WHERE signature_type IS NOT NULL"))
+    assert secrets == {
+        "signature": "gh-s3cret-two",
+        "signature_type": first_secret,
+        "signature_env": second_secret,
+    }
+    assert cli.json("agents", "show", "knowledge_top_k")["knowledge_top_k"] == 0
+    assert cli.json("agents", "show", "input_template")["input_template"] is None
+
+    # The secret in the environment changed; the file did not.
+    env["HOOKD_TEST_OTHER_SECRET"] = first_secret
+    assert "updated signature_env: signature" in agents_file.apply(env=env)
+    for output in (created, again, dry, updated, after):
+        text = "\n".join(output)
+        assert GITHUB_SECRET not in text and first_secret not in text and second_secret not in text
+
+
+@pytest.mark.parametrize(
+    ("signature", "env", "error"),
+    [
+        (
+            '{ type = "github", secret_env = "HOOKD_TEST_UNSET" }',
+            {},
+            "'signature.secret_env': the environment variable HOOKD_TEST_UNSET is not set or empty;"
+            " put the agent's signing secret in it.",
+        ),
+        (
+            '{ type = "github", secret_env = "HOOKD_TEST_SECRET" }',
+            {"HOOKD_TEST_SECRET": ""},
+            "'signature.secret_env': the environment variable HOOKD_TEST_SECRET is not set or empty;",
+        ),
+        (
+            '{ type = "github", secret = "abc", secret_env = "HOOKD_TEST_SECRET" }',
+            {"HOOKD_TEST_SECRET": "abc"},
+            "'signature' takes 'secret' or 'secret_env', not both.",
+        ),
+        ('{ type = "github" }', {}, "'signature' needs 'secret_env', the environment variable holding"),
+        (
+            '{ type = "github", secret_env = "not a name" }',
+            {},
+            "'signature.secret_env' must be the name of an environment variable",
+        ),
+        (
+            '{ type = "standard-webhooks", secret_env = "HOOKD_TEST_SECRET" }',
+            {"HOOKD_TEST_SECRET": "plain-not-whsec"},
+            "'signature.secret' must be a Standard Webhooks secret",
+        ),
+    ],
+)
+def test_a_signature_secret_from_the_environment_that_is_missing_or_wrong(
+    agents_file: AgentsFile, signature: str, env: dict[str, str], error: str
+) -> None:
+    agents_file.write(f'[[agent]]\nname = "signed"\nsignature = {signature}\n')
+    errors = agents_file.fails(env=env)
+    assert errors[0].startswith(f"{agents_file.path}: agent 'signed': {error}"), errors
+    assert errors[-1] == "Nothing was written."
+    assert "plain-not-whsec" not in "\n".join(errors)
+    if "Standard Webhooks" in error:
+        assert "the value of HOOKD_TEST_SECRET, named in 'signature.secret_env'" in errors[0]
+    assert agents_file.agents() == []
+
+
+def test_the_plan_never_shows_a_signing_secret() -> None:
+    """A Step holds the secret to write; no repr of it (a log line, a traceback) shows it."""
+    secret = new_secret("standard-webhooks")
+    declared = [{"name": "a", "signature": {"type": "standard-webhooks", "secret_env": "SIGNING"}}]
+    (step,) = apply.plan("f", declared, [], allow_private_callbacks=False, environ={"SIGNING": secret})
+    assert step.fields["signature_secret"] == secret
+    assert secret not in repr(step) and secret not in str(step)
+    assert secret[6:] not in repr(step)
+
+
+def test_a_private_callback_url_follows_hookd_callback_allow_private(
+    cli: Cli, agents_file: AgentsFile
+) -> None:
+    agents_file.write('[[agent]]\nname = "internal"\ncallback_url = "http://10.0.0.5/cb"\n')
+    errors = agents_file.fails()
+    assert errors[0] == (
+        f"{agents_file.path}: agent 'internal': 'callback_url' points at 10.0.0.5, a private address."
+        " hookd refuses those unless its setting HOOKD_CALLBACK_ALLOW_PRIVATE is true."
+    )
+    assert agents_file.agents() == []
+
+    # With the setting on, apply takes what `hookd agents create --callback-url` takes.
+    assert agents_file.apply(env={"HOOKD_CALLBACK_ALLOW_PRIVATE": "true"})[0] == "created internal"
+    assert cli.json("agents", "show", "internal")["callback_url"] == "http://10.0.0.5/cb"
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        (
+            'json_schema = { type = "object", properties = { day = { type = "string", default = 2024-01-01 } } }',
+            "'json_schema.properties.day.default' is a TOML date or time, which JSON has no type for;"
+            " write it as a string.",
+        ),
+        (
+            'json_schema = { type = "object", properties = { n = { type = "number", maximum = nan } } }',
+            "'json_schema.properties.n.maximum' is nan, which JSON has no value for.",
+        ),
+        ('tools = [{ type = "read_webpage", timeout_s = inf }]', "'tools[0].timeout_s' is inf"),
+    ],
+)
+def test_a_toml_value_json_has_no_type_for(agents_file: AgentsFile, line: str, error: str) -> None:
+    agents_file.write(f'[[agent]]\nname = "a"\n{line}\n')
+    assert agents_file.fails()[0].startswith(f"{agents_file.path}: agent 'a': {error}")
+    assert agents_file.agents() == []
+
+
+def test_plan_refuses_an_unset_secret_env_with_invalid_input() -> None:
+    declared = [{"name": "a", "signature": {"type": "github", "secret_env": "NOWHERE"}}]
+    with pytest.raises(InvalidInput, match="NOWHERE is not set or empty"):
+        apply.plan("f", declared, [], allow_private_callbacks=False, environ={})

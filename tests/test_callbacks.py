@@ -384,3 +384,24 @@ async def test_tasks_ended_by_recovery_or_cancel_get_a_delivery_in_the_same_writ
             )
     finally:
         await store.close()
+
+
+async def test_an_answer_holding_a_lone_surrogate_is_delivered_signed(
+    hookd: Hookd, start_receiver: Any
+) -> None:
+    """UTF-8 cannot carry an unpaired surrogate (a model may answer one; the store keeps it
+    escaped): the body keeps it \\u-escaped, and the signature is over the bytes sent."""
+    receiver = await start_receiver()
+    agent = await hookd.create_agent(callback_url=receiver.url, llm={"model": "mode=surrogate"})
+    task_id = await hookd.trigger(agent, {"question": "x"})
+    delivery = await settled(hookd, task_id)
+    assert (delivery["status"], delivery["attempts"], delivery["last_error"]) == ("delivered", 1, None)
+
+    (got,) = receiver.received
+    assert got.headers["webhook-signature"] == expected_signature(
+        agent["callback_secret"], got.headers, got.body
+    )
+    assert b"\\ud800" in got.body
+    body = json.loads(got.body.decode("utf-8"))
+    assert body["result"]["answer"] == "half \ud800 a pair"
+    assert body == await hookd.status(task_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -12,21 +13,101 @@ from tasks.sqlite_store import SQLiteStore
 SCHEMA_V1 = Path(__file__).parent / "data" / "schema_v1.sql"
 
 
+# A string literal (its case kept), a comment, a run of whitespace, or any other character.
+_SQL_TOKEN = re.compile(r"'(?:[^']|'')*'|--[^\n]*|/\*.*?\*/|\s+|.", re.DOTALL)
+
+
+def normalised(sql: str) -> str:
+    """SQL as one comparable line: comments dropped, whitespace collapsed (none beside
+    parentheses and commas), lowercase outside string literals."""
+    parts: list[str] = []
+    for token in _SQL_TOKEN.findall(sql):
+        if token.startswith(("--", "/*")) or token.isspace():
+            parts.append(" ")
+        else:
+            parts.append(token if token.startswith("'") else token.lower())
+    text = re.sub(r" +", " ", "".join(parts)).strip()
+    return re.sub(r" ?([(),]) ?", r"\1", text)
+
+
+def checks(sql: str) -> list[str]:
+    """Every CHECK expression of a CREATE TABLE, column or table constraint alike, sorted.
+
+    A migrated table's SQL is its old CREATE TABLE with each ADD COLUMN's text spliced in
+    before the closing parenthesis, so its constraints are in another order than a new file's;
+    this compares what they say, wherever they sit."""
+    text = normalised(sql)
+    found = []
+    for match in re.finditer(r"\bcheck\(", text):
+        depth, end, quoted = 0, match.end() - 1, False
+        for end in range(match.end() - 1, len(text)):
+            char = text[end]
+            if char == "'":
+                quoted = not quoted
+            elif not quoted and char in "()":
+                depth += 1 if char == "(" else -1
+                if depth == 0:
+                    break
+        found.append(text[match.end() : end])
+    return sorted(found)
+
+
 def shape(path: Path) -> dict[str, Any]:
-    """Every table's columns and every index's definition, comparable across both paths."""
+    """What a file's schema says, comparable across a migrated file and a new one: each
+    table's columns, CHECKs, foreign keys, indexes and options, each index's and trigger's
+    definition, and each virtual table's."""
     conn = sqlite3.connect(path)
     try:
-        tables = [name for (name,) in conn.execute(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-        )]  # fmt: skip
-        columns = {
-            table: [row[1:] for row in conn.execute(f"PRAGMA table_xinfo({table})")] for table in tables
-        }
+        tables = dict(conn.execute(
+            "SELECT name, sql FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        ).fetchall())  # fmt: skip
+        columns, constraints, virtual = {}, {}, {}
+        for table, sql in tables.items():
+            if normalised(sql).startswith("create virtual table"):
+                virtual[table] = normalised(sql)
+                continue
+            columns[table] = [row[1:] for row in conn.execute(f"PRAGMA table_xinfo({table})")]
+            keys: dict[int, list[Any]] = {}
+            for key, _, parent, child, parent_column, *rules in conn.execute(
+                f"PRAGMA foreign_key_list({table})"
+            ):
+                keys.setdefault(key, []).append((parent, child, parent_column, *rules))
+            options = conn.execute("SELECT wr, strict FROM pragma_table_list WHERE name = ?", (table,))
+            constraints[table] = {
+                "checks": checks(sql),
+                "foreign_keys": sorted(map(tuple, keys.values())),
+                "indexes": sorted(row[1:] for row in conn.execute(f"PRAGMA index_list({table})")),
+                "without_rowid, strict": options.fetchall(),
+            }
         indexes = dict(conn.execute("SELECT name, sql FROM sqlite_schema WHERE type IN ('index', 'trigger')"))
         ((version,),) = conn.execute("PRAGMA user_version").fetchall()
-        return {"columns": columns, "indexes": indexes, "version": version}
+        return {
+            "columns": columns,
+            "constraints": constraints,
+            "virtual": virtual,
+            "indexes": indexes,
+            "version": version,
+        }
     finally:
         conn.close()
+
+
+def test_checks_are_read_wherever_they_sit() -> None:
+    created = """CREATE TABLE t (
+        a TEXT CHECK (a IN ('X', 'y')),  -- a comment (with a paren
+        b INTEGER NOT NULL
+            CHECK(b BETWEEN 0 AND 9),
+        CHECK ((a IS NULL) = (b IS NULL))
+    )"""
+    # Created without b, then altered: b's text is spliced in before the closing parenthesis.
+    altered = "CREATE TABLE t (a TEXT CHECK(a in ('X','y')), CHECK((a is null)=(b is null))"
+    altered += ", b INTEGER NOT NULL CHECK (b between 0 and 9))"
+    assert (
+        checks(created)
+        == checks(altered)
+        == ["(a is null)=(b is null)", "a in('X','y')", "b between 0 and 9"]
+    )
+    assert checks(created.replace("'X'", "'x'")) != checks(created)  # literals keep their case
 
 
 async def test_a_version_1_file_is_migrated_to_the_new_schema_with_its_rows(tmp_path: Path) -> None:

@@ -283,3 +283,27 @@ async def test_stopping_hookd_ends_long_polls_and_streams_at_once(served: Served
     response = await waiting_webhook
     assert response.status == 200 and set(await response.json()) == {"success", "task_id"}
     assert (await reading).statuses[-1] in ("PENDING", "STARTED")  # ended without a final state
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["while-running", "when-final"])
+async def test_events_carry_an_answer_holding_a_lone_surrogate(hookd: Hookd, live: bool) -> None:
+    """UTF-8 cannot carry an unpaired surrogate (a model may answer one): the event keeps it
+    \\u-escaped, and the stream still ends with the final event."""
+    agent = await hookd.create_agent(llm={"model": "mode=surrogate,sleep=0.5" if live else "mode=surrogate"})
+    task_id = await hookd.trigger(agent)
+    if not live:
+        await hookd.wait_for(task_id)
+    stream = await read_stream(await events(hookd, task_id))
+    assert stream.statuses[-1] == "SUCCESS"
+    assert len(stream.statuses) > 1 if live else stream.statuses == ["SUCCESS"]
+    final = json.loads(stream.events[-1]["data"])
+    assert final["result"]["answer"] == "half \ud800 a pair"
+    assert final == await hookd.status(task_id)
+
+
+async def test_prefer_wait_answers_with_a_lone_surrogate(hookd: Hookd) -> None:
+    agent = await hookd.create_agent(llm={"model": "mode=surrogate"})
+    response = await webhook(hookd, agent, "wait=10")
+    assert response.status == 200
+    body = await response.json()
+    assert body["status"] == "SUCCESS" and body["result"]["answer"] == "half \ud800 a pair"

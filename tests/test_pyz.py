@@ -4,17 +4,20 @@ and `python3 <file> serve` runs hookd from it in any directory, without the chec
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import subprocess
 import sys
 import sysconfig
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.processes import REPO_ROOT, HookdProcesses
 from tests.remote import Api
+from tests.test_deploy import DOCKERFILE
 
 BUILD_TIMEOUT_S = 300.0
 
@@ -83,3 +86,29 @@ async def test_the_file_serves_an_agent_from_another_directory(
     assert "Traceback" not in log
     # It ran from the unpacked file, whose schema created the database.
     assert list(shiv_root.glob(f"{pyz.name}_*/site-packages/tasks/schema.sql"))
+
+
+def load_build_pyz() -> Any:
+    """deploy/build_pyz.py as a module (deploy/ is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("build_pyz", REPO_ROOT / "deploy" / "build_pyz.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_extras_name_what_pip_installs_besides_hookd() -> None:
+    build_pyz = load_build_pyz()
+    assert build_pyz.pip_requirement("") == str(REPO_ROOT)  # the default: hookd alone
+    assert build_pyz.pip_requirement("mcp") == f"hookd[mcp] @ {REPO_ROOT.as_uri()}"
+    assert build_pyz.pip_requirement(" mcp, ") == f"hookd[mcp] @ {REPO_ROOT.as_uri()}"
+    with pytest.raises(SystemExit, match=r"^build_pyz: unknown extra 'mpc'; hookd's extras are: mcp\.$"):
+        build_pyz.pip_requirement("mpc")
+    with pytest.raises(SystemExit, match="unknown extra 'test'"):  # the test tools are no run-time extra
+        build_pyz.pip_requirement("test")
+
+
+def test_the_docker_image_installs_the_mcp_extra() -> None:
+    """MCP agents fail config_error where the mcp package is missing."""
+    (install,) = [line for line in DOCKERFILE.read_text().splitlines() if line.startswith("RUN pip install")]
+    assert install.startswith('RUN pip install "/src[mcp]" ')
