@@ -224,6 +224,7 @@ async def test_an_agent_from_creation_to_deletion(web: Web) -> None:
 
     # Edit: the form is filled in, and only what changed is sent.
     await page.get_by_role("link", name="Edit agent triage").click()
+    await expect(page.get_by_role("heading", name="Edit “triage”")).to_be_visible()  # loaded
     await expect(page.get_by_label("Name", exact=True)).to_have_value("triage")
     await expect(page.get_by_label("Attempts", exact=True)).to_have_value("2")
     await expect(page.get_by_label("Rate limit", exact=True)).to_have_value("60/min")
@@ -245,6 +246,9 @@ async def test_an_agent_from_creation_to_deletion(web: Web) -> None:
     # The API's refusal is shown as it said it.
     await hookd.create_agent(name="taken")
     await page.get_by_role("link", name="Edit agent triage-2").click()
+    # The title changes once the agent is loaded; the Name input may still hold the last edit's
+    # text before that, and typing then would be overwritten.
+    await expect(page.get_by_role("heading", name="Edit “triage-2”")).to_be_visible()
     await expect(page.get_by_label("Name", exact=True)).to_have_value("triage-2")
     await page.get_by_label("Name", exact=True).fill("taken")
     await page.get_by_role("button", name="Save changes").click()
