@@ -368,10 +368,10 @@ async def test_notify_posts_to_ntfy(
 async def test_notify_without_its_token_variable_fails_as_config_error(
     hookd: Hookd, fake_llm: FakeLLM, target: Target
 ) -> None:
-    config = {"type": "notify", "server": target.url, "topic": "t", "api_key_env": "HOOKD_TEST_UNSET_TOKEN"}
+    config = {"type": "notify", "server": target.url, "topic": "t", "api_key_env": "TEST_UNSET_TOKEN"}
     done = await run(hookd, fake_llm, "tool=notify", {"args": {"message": "x"}}, tools=[config])
     assert done["status"] == "FAILURE" and done["result"]["type"] == "config_error", done
-    assert "HOOKD_TEST_UNSET_TOKEN" in done["result"]["error"]
+    assert "TEST_UNSET_TOKEN" in done["result"]["error"]
     assert fake_llm.calls == [] and target.hits == []
 
 
@@ -407,6 +407,10 @@ async def test_notify_without_its_token_variable_fails_as_config_error(
         ),
         ({"tools": [{"type": "notify", "topic": "t", "token": "tk_x"}]}, "hookd never stores secrets"),
         ({"tools": [{"type": "notify", "topic": "t", "api_key_env": "A-B"}]}, "'tools[0].api_key_env' must"),
+        (
+            {"tools": [{"type": "notify", "topic": "t", "api_key_env": "HOOKD_METRICS_KEY"}]},
+            "'tools[0].api_key_env' names HOOKD_METRICS_KEY, and variables starting with HOOKD_",
+        ),
         (
             {"tools": [{"type": "read_webpage", "max_chars": 0}]},
             "'tools[0].max_chars' must be a whole number",
