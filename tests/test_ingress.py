@@ -446,6 +446,27 @@ async def test_a_signed_request_replayed_with_fresh_keys_is_still_one_task(hookd
     assert hookd.count_rows() == 2
 
 
+async def test_unsigned_junk_does_not_use_up_the_signed_senders_rate_limit(hookd: Hookd) -> None:
+    agent = await hookd.create_agent(signature={"type": "github", "secret": GH_SECRET}, rate_limit="2/hour")
+    for _ in range(5):  # anyone who knows the URL, without the secret
+        await refused(await post(hookd, agent, b"{}", JSON), 401, "X-Hub-Signature-256")
+    signed = JSON | {"X-Hub-Signature-256": github_signature(GH_SECRET, b"{}")}
+    assert [(await post(hookd, agent, b"{}", signed)).status for _ in range(3)] == [200, 200, 429]
+    assert hookd.count_rows() == 2
+
+
+async def test_an_idempotent_replay_does_not_use_up_the_rate_limit(hookd: Hookd) -> None:
+    agent = await hookd.create_agent(rate_limit="2/hour")
+    first = await send(hookd, agent, {"n": 1}, Idempotency_Key="k1")
+    for _ in range(3):  # a sender's retries: nothing new is stored, nothing is charged
+        again = await send(hookd, agent, {"n": 1}, Idempotency_Key="k1")
+        assert again.status == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert (await send(hookd, agent, {"n": 2}, Idempotency_Key="k2")).status == 200
+    await refused(await send(hookd, agent, {"n": 3}, Idempotency_Key="k3"), 429, "2/hour")
+    assert hookd.count_rows() == 2
+    await hookd.wait_for((await first.json())["task_id"])
+
+
 def test_an_ingress_never_shows_its_secret() -> None:
     assert SW_SECRET not in repr(Ingress(signature_secret=SW_SECRET, key_header="webhook-id", key="m"))
 
