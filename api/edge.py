@@ -249,7 +249,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
 
 
 class AccessLogger(AbstractAccessLogger):
-    """aiohttp's access log without credentials: the webhook token segment is replaced."""
+    """aiohttp's access log without credentials: a webhook's token and query string are replaced."""
 
     @property
     def enabled(self) -> bool:  # spares the formatting when INFO is off
@@ -257,7 +257,11 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         # The decoded path: aiohttp routes on it, so a percent-encoded token is redacted too.
-        path = redact(request.path) + (f"?{request.query_string}" if request.query_string else "")
+        path = redact(request.path)
+        if request.query_string:
+            # A webhook's query string is a GET's payload, which may carry a sender's keys.
+            webhook = _TOKEN_IN_PATH.search(request.path) is not None
+            path += "?<redacted>" if webhook else f"?{request.query_string}"
         self.logger.info(
             '%s "%s %s HTTP/%d.%d" %d %d %.1fms',
             request.remote,
