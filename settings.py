@@ -60,10 +60,13 @@ def _bool(text: str) -> bool:
     raise ValueError("must be true or false")
 
 
-def _admin_key(text: str) -> str:
-    if text and len(text.strip()) < 16:
-        raise ValueError("must be at least 16 characters (or unset, to have one generated)")
-    return text.strip()
+def _bearer_key(when_unset: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text and len(text.strip()) < 16:
+            raise ValueError(f"must be at least 16 characters (or unset, {when_unset})")
+        return text.strip()
+
+    return parse
 
 
 def _http_url(text: str) -> str:
@@ -129,7 +132,15 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Bearer key for the admin API. Unset: generated at first start and kept in"
         " `<db>.admin-key` (mode 0600).",
-        _admin_key,
+        _bearer_key("to have one generated"),
+        secret=True,
+    ),
+    Setting(
+        "metrics_key",
+        "",
+        "Bearer key that GET /metrics takes besides the admin key: give this one to Prometheus,"
+        " which then holds no key to the admin API. Unset: /metrics takes the admin key only.",
+        _bearer_key("so that /metrics takes the admin key only"),
         secret=True,
     ),
     Setting(
@@ -242,6 +253,7 @@ class Settings:
     db: str
     workers: int
     admin_key: str
+    metrics_key: str
     public_url: str
     max_body_bytes: int
     body_timeout_s: float

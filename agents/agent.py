@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from agents.env_names import check_env_name
 from agents.mcp_config import check_mcp_servers
 from agents.prompt import check_template
 from agents.signatures import Signature, validate_signature
@@ -21,7 +21,6 @@ from settings import parse_rate_limit
 PROVIDERS = ("openai", "anthropic", "echo")
 AGENT_STATUSES = ("active", "paused")
 LLM_FIELDS = ("provider", "model", "base_url", "api_key_env")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 MAX_NAME_CHARS = 200
 MAX_TEXT_CHARS = 100_000
@@ -155,10 +154,8 @@ def _llm(value: Any) -> dict[str, str]:
                 " http://127.0.0.1:11434/v1 or https://api.anthropic.com."
             )
         llm["base_url"] = llm["base_url"].rstrip("/")
-    if "api_key_env" in llm and not _ENV_NAME.fullmatch(llm["api_key_env"]):
-        raise InvalidInput(
-            "'llm.api_key_env' must be the name of an environment variable, like OPENAI_API_KEY."
-        )
+    if "api_key_env" in llm:
+        check_env_name(llm["api_key_env"], "llm.api_key_env", "OPENAI_API_KEY")
     return llm
 
 

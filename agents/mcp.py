@@ -18,6 +18,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING, Any, TextIO, cast
 from urllib.parse import urlsplit, urlunsplit
 
+from agents.env_names import secret_from_env
 from agents.providers import ModelError
 from agents.tools.base import ToolError
 
@@ -214,7 +215,7 @@ async def _http_transport(
 
 
 def _from_environment(server: dict[str, Any], what: str, var: str, secrets: list[str]) -> str:
-    value = os.environ.get(var, "")
+    value = secret_from_env(var)
     if not value:
         raise ModelError(
             "config_error",

@@ -12,6 +12,7 @@ import re
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from agents.env_names import ENV_NAME, check_env_name
 from errors import InvalidInput
 
 MAX_SERVERS = 10
@@ -25,7 +26,6 @@ MAX_OUTPUT_CHARS = 1_000_000
 
 # The prefix `<server>__` must leave room for the tool's own name within the providers' 64.
 SERVER_NAME = re.compile(r"[A-Za-z0-9_-]{1,30}")
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
 # Words in an `env` name that say its value is a secret, which must come through `env_from`.
 SECRET_WORDS = frozenset({"TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "APIKEY", "PAT", "CREDENTIALS"})
@@ -146,7 +146,7 @@ def _env(value: Any, where: str) -> dict[str, str]:
             raise InvalidInput(
                 f"'{where}.{key}' looks like a secret, and hookd never stores secrets: put it in an"
                 f" environment variable of the hookd process and name that in 'env_from', like"
-                f' {{"{key}": "HOOKD_{key.upper()}"}}.'
+                f' {{"{key}": "MCP_{key.upper()}"}}.'
             )
     return value
 
@@ -161,8 +161,10 @@ def _names(value: Any, where: str, key_pattern: re.Pattern[str], example: str) -
     ):
         raise InvalidInput(
             f"'{where}' must map each name to the environment variable of the hookd process that holds"
-            f' its value, like {{"{example}": "HOOKD_MCP_{example.upper()}"}}.'
+            f' its value, like {{"{example}": "MCP_{example.upper()}"}}.'
         )
+    for key, var in value.items():
+        check_env_name(var, f"{where}.{key}", f"MCP_{example.upper()}")
     return value
 
 

@@ -4,7 +4,6 @@ tool calls run between them — until a final answer (in the agent's json_schema
 from __future__ import annotations
 
 import json
-import os
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +13,7 @@ import aiohttp
 from agents.agent import Agent
 from agents.anthropic_chat import AnthropicChat
 from agents.chat import Chat, ToolSpec
+from agents.env_names import secret_from_env
 from agents.knowledge import Passage, Search, find_passages, with_sources
 from agents.mcp import open_mcp_tools
 from agents.openai_chat import OpenAIChat
@@ -51,7 +51,7 @@ def resolve_model(agent: Agent, defaults: LLMDefaults) -> ModelConfig:
         base_url = VENDOR_BASE_URLS.get(provider, defaults.base_url)
     if "api_key_env" in llm:
         name = llm["api_key_env"]
-        api_key = os.environ.get(name, "")
+        api_key = secret_from_env(name)
         if not api_key:
             raise ModelError(
                 "config_error",

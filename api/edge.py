@@ -74,17 +74,27 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(500, "hookd hit an unexpected error; the details are in its log.")
 
 
+def bearer_matches(request: web.Request, *keys: str) -> bool:
+    """Whether `Authorization: Bearer <key>` names one of `keys` (an empty one never matches).
+
+    Each key is compared in constant time, and all of them, so the time taken does not say
+    which one came closest.
+    """
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return False
+    token = given.strip().encode("utf-8", "surrogateescape")
+    matched = False
+    for key in keys:
+        matched |= bool(key) and hmac.compare_digest(token, key.encode())
+    return matched
+
+
 def require_admin(handler: Handler) -> Handler:
     """Guard an admin handler with `Authorization: Bearer <admin key>`, compared in constant time."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        expected = request.app[admin_key_key]
-        if (
-            scheme.lower() != "bearer"
-            or not given.strip()
-            or not hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), expected.encode())
-        ):
+        if not bearer_matches(request, request.app[admin_key_key]):
             raise Unauthorized(
                 "The admin API needs 'Authorization: Bearer <admin key>': the key is HOOKD_ADMIN_KEY,"
                 " or the .admin-key file beside the database when that is unset."
@@ -239,7 +249,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
 
 
 class AccessLogger(AbstractAccessLogger):
-    """aiohttp's access log without credentials: the webhook token segment is replaced."""
+    """aiohttp's access log without credentials: a webhook's token and query string are replaced."""
 
     @property
     def enabled(self) -> bool:  # spares the formatting when INFO is off
@@ -247,7 +257,11 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         # The decoded path: aiohttp routes on it, so a percent-encoded token is redacted too.
-        path = redact(request.path) + (f"?{request.query_string}" if request.query_string else "")
+        path = redact(request.path)
+        if request.query_string:
+            # A webhook's query string is a GET's payload, which may carry a sender's keys.
+            webhook = _TOKEN_IN_PATH.search(request.path) is not None
+            path += "?<redacted>" if webhook else f"?{request.query_string}"
         self.logger.info(
             '%s "%s %s HTTP/%d.%d" %d %d %.1fms',
             request.remote,

@@ -12,11 +12,11 @@ import hashlib
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from agents.signatures import verify
+from agents.signatures import STANDARD_WEBHOOKS, verify
 from api.edge import read_body
 from api.rate_limit import TokenLookup
 from errors import InvalidInput, Unauthorized, Unprocessable
@@ -25,6 +25,7 @@ from tasks.store import IDEMPOTENCY_WINDOW_S, Enqueued, Store
 # The first of these a request carries is its idempotency key: a client's own, a Standard
 # Webhooks message id, a GitHub delivery id (GitHub's redeliveries keep it).
 IDEMPOTENCY_HEADERS = ("Idempotency-Key", "webhook-id", "X-GitHub-Delivery")
+SIGNED_KEY_HEADERS = ("webhook-id",)  # an agent that requires Standard Webhooks signatures
 MAX_KEY_CHARS = 255
 _KEY = re.compile(f"[\\x20-\\x7e]{{1,{MAX_KEY_CHARS}}}")  # printable ASCII
 REPLAYED_HEADERS = {"Idempotent-Replayed": "true"}
@@ -34,7 +35,7 @@ REPLAYED_HEADERS = {"Idempotent-Replayed": "true"}
 class Ingress:
     """What the checks established about one webhook request, for its enqueue."""
 
-    signature_secret: str | None = None  # the secret its signature was checked with
+    signature_secret: str | None = field(default=None, repr=False)  # what its signature was checked with
     key_header: str | None = None
     key: str | None = None
     body_sha256: bytes | None = None
@@ -64,9 +65,11 @@ class Ingress:
 UNCHECKED = Ingress()
 
 
-def idempotency_key(headers: Mapping[str, str]) -> tuple[str, str] | None:
-    """(header name, key) from the first idempotency header present; InvalidInput if it is unusable."""
-    for name in IDEMPOTENCY_HEADERS:
+def idempotency_key(
+    headers: Mapping[str, str], names: tuple[str, ...] = IDEMPOTENCY_HEADERS
+) -> tuple[str, str] | None:
+    """(header name, key) from the first of `names` present; InvalidInput if it is unusable."""
+    for name in names:
         key = headers.get(name)
         if key is None:
             continue
@@ -107,7 +110,11 @@ async def check_ingress(request: web.Request, lookup: TokenLookup) -> Ingress:
         raw = await _raw_request(request, "Signature checks")
         verify(signature, request.headers, raw, now=time.time())
     secret = None if signature is None else signature.secret
-    found = idempotency_key(request.headers)
+    # A Standard Webhooks signature covers webhook-id and nothing else that could name the
+    # request: it is the key. Were an unsigned Idempotency-Key to win, a captured request
+    # could be sent again as new, with fresh keys, for as long as its timestamp is accepted.
+    signed_id = signature is not None and signature.type == STANDARD_WEBHOOKS
+    found = idempotency_key(request.headers, SIGNED_KEY_HEADERS if signed_id else IDEMPOTENCY_HEADERS)
     if found is None:
         return UNCHECKED if secret is None else Ingress(signature_secret=secret)  # the hot path
     if raw is None:

@@ -10,9 +10,10 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.app_keys import metrics_key, pool_key, store_key
-from api.edge import Handler, require_admin
+from api.app_keys import admin_key_key, metrics_key, pool_key, settings_key, store_key
+from api.edge import Handler, bearer_matches
 from api.metrics import UNMATCHED_ROUTE
+from errors import Unauthorized
 
 routes = web.RouteTableDef()
 
@@ -42,9 +43,18 @@ def _observe(request: web.Request, status: int, started: float) -> None:
 
 
 @routes.get("/metrics")
-@require_admin
 async def scrape(request: web.Request) -> web.Response:
-    """The Prometheus scrape, behind the admin key like the admin API."""
+    """The Prometheus scrape, behind HOOKD_METRICS_KEY or the admin key.
+
+    The metrics key exists so that Prometheus need not hold the admin key, which can create
+    agents whose MCP servers run commands as hookd's user.
+    """
+    settings = request.app[settings_key]
+    if not bearer_matches(request, settings.metrics_key, request.app[admin_key_key]):
+        raise Unauthorized(
+            "GET /metrics needs 'Authorization: Bearer <key>': the key is HOOKD_METRICS_KEY (give"
+            " Prometheus that one), or the admin key."
+        )
     metrics, pool = request.app[metrics_key], request.app[pool_key]
     counts = await request.app[store_key].count_by_status()
     metrics.set_state(counts, busy=pool.busy, workers=pool.workers)

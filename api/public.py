@@ -39,7 +39,8 @@ def _unknown_token() -> NotFound:
 
 
 @routes.route("POST", WEBHOOK_PATH + "{token}")
-@routes.route("GET", WEBHOOK_PATH + "{token}")
+# No HEAD twin: link previewers and uptime checkers send HEAD, and it would run the agent.
+@routes.route("GET", WEBHOOK_PATH + "{token}", allow_head=False)
 async def trigger_webhook(request: web.Request) -> web.Response:
     """Queue a run of the token's agent; answer only once the task is committed."""
     wait_s = prefer_wait_s(request)  # checked first: a bad one stores nothing
@@ -52,10 +53,15 @@ async def trigger_webhook(request: web.Request) -> web.Response:
             " stored. Send it again later.",
             retry_after_s=QUEUE_FULL_RETRY_AFTER_S,
         )
-    lookup = None if token_hash is None else await request.app[rate_limiter_key].check(token_hash)
+    limiter = request.app[rate_limiter_key]
+    lookup = None if token_hash is None else await limiter.lookup(token_hash)
     if token_hash is None or lookup is None:
         raise _unknown_token()  # before reading the body or queueing at the writer
+    if lookup.signature is None:
+        limiter.take(lookup)  # nothing to verify: refuse one over the limit before reading its body
     ingress = await check_ingress(request, lookup)  # signature and idempotency key, before parsing
+    if lookup.signature is not None:
+        limiter.take(lookup)  # only once verified: junk must not use up the signed sender's limit
     payload_json = dump_payload(await read_webhook_payload(request))
     enqueued = await ingress.enqueue(request.app[store_key], token_hash, payload_json)
     if enqueued is None:
@@ -63,7 +69,9 @@ async def trigger_webhook(request: web.Request) -> web.Response:
         # The agent was paused and resumed, its token rotated or its secret changed, in between.
         raise Conflict("The agent changed while this request was processed; send it again.")
     task_id = enqueued.task_id
-    if not enqueued.replayed:  # a replay is the first request's answer again: nothing new was stored
+    if enqueued.replayed:  # the first request's answer again: nothing new was stored or charged
+        limiter.give_back(lookup)
+    else:
         pool.accepted(task_id)
     headers = dict(REPLAYED_HEADERS) if enqueued.replayed else {}
     if wait_s is not None:

@@ -1,10 +1,11 @@
 """Per-agent webhook rate limits: a token bucket per agent, in memory.
 
-Checked before a task is stored, and the first word on a webhook's token. What the webhook
-needs to know about the token's agent (its id, its limit: its own, else HOOKD_RATE_LIMIT, and
-the signature it requires) is looked up by token hash and remembered for a second, so a busy
-webhook costs one read per second, not one per request; the insert that follows stays the
-authority on whether the token (and the secret a signature was checked with) still works.
+What the webhook needs to know about the token's agent (its id, its limit: its own, else
+HOOKD_RATE_LIMIT, and the signature it requires) is looked up by token hash and remembered for
+a second, so a busy webhook costs one read per second, not one per request; the insert that
+follows stays the authority on whether the token (and the secret a signature was checked with)
+still works. A request is charged to its agent's bucket only once its signature, if the agent
+requires one, is verified, and before its task is stored.
 """
 
 from __future__ import annotations
@@ -42,30 +43,42 @@ class RateLimiter:
         self._lookups: dict[bytes, tuple[float, TokenLookup | None]] = {}
         self._buckets: dict[str, _Bucket] = {}
 
-    async def check(self, token_sha256: bytes) -> TokenLookup | None:
-        """Take one request from the token's agent's bucket, or raise TooManyRequests.
+    def take(self, lookup: TokenLookup) -> None:
+        """Take one request from the agent's bucket, or raise TooManyRequests.
 
-        None when no agent holds the token (as of the last second): the caller can refuse
-        it without reading the body or taking a turn at the writer.
+        Only for a request the agent would take: one whose signature, if the agent requires
+        one, is verified. Junk must not use up the limit of the sender the agent trusts.
         """
-        lookup = await self._lookup(token_sha256)
-        if lookup is None or lookup.limit is None:
-            return lookup
         limit = lookup.limit
-        now = time.monotonic()
-        bucket = self._buckets.setdefault(lookup.agent_id, _Bucket(float(limit.count), now))
-        rate_per_s = limit.count / limit.period_s
-        bucket.tokens = min(float(limit.count), bucket.tokens + (now - bucket.updated_at) * rate_per_s)
-        bucket.updated_at = now
+        if limit is None:
+            return
+        bucket, rate_per_s = self._refilled(lookup.agent_id, limit)
         if bucket.tokens >= 1:
             bucket.tokens -= 1
-            return lookup
+            return
         raise TooManyRequests(
             f"This agent takes at most {limit} webhooks; nothing was stored. Send it again later.",
             retry_after_s=(1 - bucket.tokens) / rate_per_s,
         )
 
-    async def _lookup(self, token_sha256: bytes) -> TokenLookup | None:
+    def give_back(self, lookup: TokenLookup) -> None:
+        """Return what `take` took, for a request that stored nothing (an idempotent replay)."""
+        if lookup.limit is not None:
+            bucket, _ = self._refilled(lookup.agent_id, lookup.limit)
+            bucket.tokens = min(float(lookup.limit.count), bucket.tokens + 1)
+
+    def _refilled(self, agent_id: str, limit: RateLimit) -> tuple[_Bucket, float]:
+        now = time.monotonic()
+        bucket = self._buckets.setdefault(agent_id, _Bucket(float(limit.count), now))
+        rate_per_s = limit.count / limit.period_s
+        bucket.tokens = min(float(limit.count), bucket.tokens + (now - bucket.updated_at) * rate_per_s)
+        bucket.updated_at = now
+        return bucket, rate_per_s
+
+    async def lookup(self, token_sha256: bytes) -> TokenLookup | None:
+        """What the webhook needs to know about the token's agent; None when no agent holds it
+        (as of the last second), so the caller can refuse it without reading the body or taking
+        a turn at the writer."""
         now = time.monotonic()
         cached = self._lookups.get(token_sha256)
         if cached is not None and cached[0] > now:

@@ -30,6 +30,7 @@ from agents.signatures import (
     verify,
 )
 from api.app_keys import store_key
+from api.ingress import Ingress
 from errors import InvalidInput, Unauthorized
 from tasks.retention import purge_idempotency_keys
 from tasks.store import IDEMPOTENCY_WINDOW_S
@@ -423,6 +424,51 @@ async def test_a_signed_repeat_is_still_checked(hookd: Hookd) -> None:
     forged = sw_headers(body, msg_id="msg_9") | {"webhook-signature": SW_DECOYS[0]}
     await refused(await post(hookd, agent, body, forged), 401, "webhook-signature")
     assert hookd.count_rows() == 1
+
+
+async def test_a_signed_request_replayed_with_fresh_keys_is_still_one_task(hookd: Hookd) -> None:
+    """The signed webhook-id is the key: Idempotency-Key, which no signature covers, cannot
+    make a captured request new again within the timestamp's tolerance."""
+    agent = await hookd.create_agent(signature={"type": "standard-webhooks", "secret": SW_SECRET})
+    body = b'{"question": "pay invoice 42"}'
+    signed = sw_headers(body, msg_id="msg_1")
+    first = await post(hookd, agent, body, signed)
+    assert first.status == 200, await first.text()
+    task_id = (await first.json())["task_id"]
+    for extra in ({"Idempotency-Key": "attacker-1"}, {"Idempotency-Key": "attacker-2"}, {}):
+        again = await post(hookd, agent, body, signed | extra)
+        assert again.status == 200, await again.text()
+        assert (await again.json())["task_id"] == task_id
+        assert again.headers["Idempotent-Replayed"] == "true"
+    assert hookd.count_rows() == 1
+    # The sender's next message, with its own id, is a new task as ever.
+    assert (await post(hookd, agent, body, sw_headers(body, msg_id="msg_2"))).status == 200
+    assert hookd.count_rows() == 2
+
+
+async def test_unsigned_junk_does_not_use_up_the_signed_senders_rate_limit(hookd: Hookd) -> None:
+    agent = await hookd.create_agent(signature={"type": "github", "secret": GH_SECRET}, rate_limit="2/hour")
+    for _ in range(5):  # anyone who knows the URL, without the secret
+        await refused(await post(hookd, agent, b"{}", JSON), 401, "X-Hub-Signature-256")
+    signed = JSON | {"X-Hub-Signature-256": github_signature(GH_SECRET, b"{}")}
+    assert [(await post(hookd, agent, b"{}", signed)).status for _ in range(3)] == [200, 200, 429]
+    assert hookd.count_rows() == 2
+
+
+async def test_an_idempotent_replay_does_not_use_up_the_rate_limit(hookd: Hookd) -> None:
+    agent = await hookd.create_agent(rate_limit="2/hour")
+    first = await send(hookd, agent, {"n": 1}, Idempotency_Key="k1")
+    for _ in range(3):  # a sender's retries: nothing new is stored, nothing is charged
+        again = await send(hookd, agent, {"n": 1}, Idempotency_Key="k1")
+        assert again.status == 200 and again.headers["Idempotent-Replayed"] == "true"
+    assert (await send(hookd, agent, {"n": 2}, Idempotency_Key="k2")).status == 200
+    await refused(await send(hookd, agent, {"n": 3}, Idempotency_Key="k3"), 429, "2/hour")
+    assert hookd.count_rows() == 2
+    await hookd.wait_for((await first.json())["task_id"])
+
+
+def test_an_ingress_never_shows_its_secret() -> None:
+    assert SW_SECRET not in repr(Ingress(signature_secret=SW_SECRET, key_header="webhook-id", key="m"))
 
 
 # -- the CLI ------------------------------------------------------------------------------

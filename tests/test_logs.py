@@ -129,7 +129,10 @@ async def run_and_log(
         async with http.post(f"{process.url}/api/webhooks/agents/{unknown}", json={}) as response:
             assert response.status == 404
         encoded = "%" + format(ord(token[0]), "02X") + token[1:]  # a percent-encoded token, too
-        async with http.get(f"{process.url}/api/webhooks/agents/{encoded}?question=again") as response:
+        in_query = "qk-a-key-in-the-query"  # a GET's query string is its payload
+        async with http.get(
+            f"{process.url}/api/webhooks/agents/{encoded}", params={"question": "again", "api_key": in_query}
+        ) as response:
             assert response.status == 200
         async with http.get(f"{process.url}/metrics", headers=process.admin) as response:
             assert response.status == 200
@@ -137,7 +140,7 @@ async def run_and_log(
         assert await asyncio.to_thread(process.wait_exit, 30) == 0
         return {
             "log": process.log(),
-            "secrets": [token, encoded, unknown, ADMIN_KEY],
+            "secrets": [token, encoded, unknown, ADMIN_KEY, in_query],
             "success_id": success_id,
             "failure_id": failure_id,
         }
@@ -176,6 +179,7 @@ async def test_json_lines_carry_the_transitions_and_the_access_log(
     access = [line for line in lines if line["logger"] == "aiohttp.access"]
     refused = [line for line in access if line["status"] == 404]
     assert [(line["method"], line["path"]) for line in refused] == [("POST", "/api/webhooks/agents/<token>")]
-    assert any(line["path"] == "/api/webhooks/agents/<token>?question=again" for line in access)
+    assert any(line["path"] == "/api/webhooks/agents/<token>?<redacted>" for line in access)
+    assert any(line["path"].startswith("/api/task_status?task_id=") for line in access)  # only webhooks'
     assert any(line["path"] == "/metrics" and line["status"] == 200 for line in access)
     assert all(line["duration_ms"] >= 0 for line in access)

@@ -252,10 +252,10 @@ async def test_a_command_that_does_not_exist_is_a_clear_lasting_error() -> None:
 
 
 async def test_a_server_that_dies_at_start_is_quoted_without_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HOOKD_TEST_MCP_TOKEN", SECRET)
+    monkeypatch.setenv("TEST_MCP_TOKEN", SECRET)
     dies = "import os, sys; sys.exit('cannot log in with ' + os.environ['GH_TOKEN'])"
     error = await unavailable(
-        stdio(command=[sys.executable, "-c", dies], env_from={"GH_TOKEN": "HOOKD_TEST_MCP_TOKEN"})
+        stdio(command=[sys.executable, "-c", dies], env_from={"GH_TOKEN": "TEST_MCP_TOKEN"})
     )
     assert error.type == "mcp_unavailable" and error.transient
     assert "MCP server 'calc'" in str(error) and "cannot log in with ***" in str(error)
@@ -263,21 +263,47 @@ async def test_a_server_that_dies_at_start_is_quoted_without_secrets(monkeypatch
 
 
 async def test_an_unset_variable_is_a_config_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("HOOKD_TEST_MCP_UNSET", raising=False)
-    error = await unavailable(stdio(env_from={"GH_TOKEN": "HOOKD_TEST_MCP_UNSET"}))
+    monkeypatch.delenv("TEST_MCP_UNSET", raising=False)
+    error = await unavailable(stdio(env_from={"GH_TOKEN": "TEST_MCP_UNSET"}))
     assert error.type == "config_error" and not error.transient
     assert str(error) == (
-        "The agent's MCP server 'calc' takes the variable GH_TOKEN from HOOKD_TEST_MCP_UNSET,"
+        "The agent's MCP server 'calc' takes the variable GH_TOKEN from TEST_MCP_UNSET,"
         " which is not set in hookd's environment."
     )
+
+
+@pytest.mark.parametrize(
+    ("server", "field"),
+    [
+        (stdio(env_from={"GH_TOKEN": "TEST_OK"}), "env_from"),
+        (
+            {"name": "remote", "url": "http://127.0.0.1:9/mcp", "headers_env": {"X-Key": "TEST_OK"}},
+            "headers_env",
+        ),
+    ],
+)
+async def test_a_saved_server_naming_hookds_own_variable_gets_nothing(
+    monkeypatch: pytest.MonkeyPatch, server: dict[str, Any], field: str
+) -> None:
+    """For an agent saved before such names were refused: its run ends before anything is sent."""
+    monkeypatch.setenv("HOOKD_ADMIN_KEY", SECRET)
+    (saved,) = check_mcp_servers([server])
+    saved[field] = {name: "HOOKD_ADMIN_KEY" for name in saved[field]}  # as an older hookd kept it
+    async with AsyncExitStack() as stack:
+        with pytest.raises(ModelError) as caught:
+            await open_mcp_tools([saved], stack)
+    error = caught.value
+    assert error.type == "config_error" and not error.transient
+    assert "variables starting with HOOKD_ are hookd's own settings" in str(error)
+    assert SECRET not in str(error)
 
 
 async def test_the_server_gets_env_and_env_from_but_not_hookds_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("HOOKD_TEST_MCP_TOKEN", SECRET)
+    monkeypatch.setenv("TEST_MCP_TOKEN", SECRET)
     monkeypatch.setenv("HOOKD_ADMIN_KEY", "admin-key-of-hookd")
-    server = stdio(env={"LOG_LEVEL": "debug"}, env_from={"GH_TOKEN": "HOOKD_TEST_MCP_TOKEN"})
+    server = stdio(env={"LOG_LEVEL": "debug"}, env_from={"GH_TOKEN": "TEST_MCP_TOKEN"})
     async with connected(server) as tools:
         env = tools["calc__env"]
         assert await env.call({"name": "LOG_LEVEL"}) == "debug"
@@ -320,8 +346,8 @@ async def test_over_http_tools_are_discovered_and_called(http_url: str) -> None:
 async def test_over_http_headers_come_from_named_variables(
     http_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HOOKD_TEST_MCP_AUTH", f"Bearer {SECRET}")
-    server = {"name": "remote", "url": http_url, "headers_env": {"Authorization": "HOOKD_TEST_MCP_AUTH"}}
+    monkeypatch.setenv("TEST_MCP_AUTH", f"Bearer {SECRET}")
+    server = {"name": "remote", "url": http_url, "headers_env": {"Authorization": "TEST_MCP_AUTH"}}
     async with connected(server) as tools:
         assert await tools["remote__header"].call({"name": "authorization"}) == f"Bearer {SECRET}"
 
@@ -336,10 +362,10 @@ async def test_over_http_a_slow_call_is_cut_at_timeout_s(http_url: str) -> None:
 async def test_over_http_an_unreachable_server_is_unavailable_without_secrets(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("HOOKD_TEST_MCP_AUTH", SECRET)
+    monkeypatch.setenv("TEST_MCP_AUTH", SECRET)
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp?key=in-the-query"
-    error = await unavailable({"name": "remote", "url": url, "headers_env": {"X-Key": "HOOKD_TEST_MCP_AUTH"}})
+    error = await unavailable({"name": "remote", "url": url, "headers_env": {"X-Key": "TEST_MCP_AUTH"}})
     assert error.type == "mcp_unavailable" and error.transient
     assert str(error).startswith(
         f"The agent's MCP server 'remote' (http://127.0.0.1:{port}/mcp) is unavailable: "
@@ -413,6 +439,14 @@ def test_servers_are_normalized_with_defaults() -> None:
         ([stdio(env={"1X": "v"})], "'mcp_servers[0].env' must map variable names to values"),
         ([stdio(env={"X": 1})], "'mcp_servers[0].env' must map variable names to values"),
         ([stdio(env_from={"X": "not a name"})], "'mcp_servers[0].env_from' must map each name"),
+        (
+            [stdio(env_from={"GH_TOKEN": "HOOKD_ADMIN_KEY"})],
+            "'mcp_servers[0].env_from.GH_TOKEN' names HOOKD_ADMIN_KEY, and variables starting with HOOKD_",
+        ),
+        (
+            [{"name": "s", "url": "http://h/", "headers_env": {"Authorization": "hookd_llm_api_key"}}],
+            "'mcp_servers[0].headers_env.Authorization' names hookd_llm_api_key",
+        ),
         ([stdio(cwd="relative/dir")], "'mcp_servers[0].cwd' must be an absolute path"),
         ([stdio(tools=[])], "'mcp_servers[0].tools' must be a list of the server's tool names"),
         ([stdio(tools="add")], "'mcp_servers[0].tools' must be a list"),

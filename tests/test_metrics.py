@@ -121,6 +121,32 @@ async def test_metrics_need_the_admin_key(hookd: Hookd) -> None:
     assert response.headers["Content-Type"].startswith("text/plain; version=")
 
 
+METRICS_KEY = "metrics-key-for-prometheus-only"
+
+
+async def test_the_metrics_key_opens_metrics_and_nothing_else(make_hookd: Any) -> None:
+    hookd: Hookd = await make_hookd(metrics_key=METRICS_KEY)
+    prometheus = {"Authorization": f"Bearer {METRICS_KEY}"}
+    for headers in (prometheus, hookd.admin):  # the admin key still opens it
+        response = await hookd.client.get("/metrics", headers=headers)
+        assert response.status == 200, await response.text()
+    for headers in ({}, {"Authorization": f"Bearer {METRICS_KEY}x"}, {"Authorization": "Bearer "}):
+        response = await hookd.client.get("/metrics", headers=headers)
+        assert response.status == 401
+        assert "HOOKD_METRICS_KEY" in (await response.json())["message"]
+    # The metrics key is no admin key: it cannot list, let alone create, agents.
+    assert (await hookd.client.get("/api/agents", headers=prometheus)).status == 401
+    created = await hookd.client.post("/api/agents", json={"name": "x"}, headers=prometheus)
+    assert created.status == 401 and hookd.count_rows("agents") == 0
+
+
+async def test_without_a_metrics_key_only_the_admin_key_opens_metrics(hookd: Hookd) -> None:
+    assert hookd.settings.metrics_key == ""
+    response = await hookd.client.get("/metrics", headers={"Authorization": "Bearer "})
+    assert response.status == 401
+    assert (await hookd.client.get("/metrics", headers=hookd.admin)).status == 200
+
+
 async def test_each_app_has_its_own_registry(make_hookd: Any, tmp_path: Any) -> None:
     first: Hookd = await make_hookd()
     second: Hookd = await make_hookd(db=str(tmp_path / "second.db"))

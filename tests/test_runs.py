@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sqlite3
 import time
 from typing import Any
 
@@ -112,11 +113,11 @@ async def test_openai_key_from_api_key_env(
 
 
 async def test_missing_key_variable_fails_clearly(hookd: Hookd, fake_llm: FakeLLM) -> None:
-    agent = await hookd.create_agent(llm={"api_key_env": "HOOKD_TEST_UNSET_VARIABLE"})
+    agent = await hookd.create_agent(llm={"api_key_env": "TEST_UNSET_VARIABLE"})
     done = await hookd.wait_for(await hookd.trigger(agent, {"question": "x"}))
     assert done["status"] == "FAILURE" and done["attempts"] == 1
     assert done["result"]["type"] == "config_error"
-    assert "HOOKD_TEST_UNSET_VARIABLE" in done["result"]["error"]
+    assert "TEST_UNSET_VARIABLE" in done["result"]["error"]
     assert fake_llm.calls == []
 
 
@@ -130,6 +131,81 @@ async def test_default_key_goes_only_to_the_default_base_url(make_hookd: Any, fa
         await hookd.wait_for(await hookd.trigger(agent, {"question": "x"}))
     assert fake_llm.calls_for("to-default")[0].headers["Authorization"] == "Bearer sk-default"
     assert "Authorization" not in fake_llm.calls_for("to-own")[0].headers
+
+
+OWN_VARIABLES = [
+    (
+        {"llm": {"api_key_env": "HOOKD_LLM_API_KEY", "base_url": "https://attacker.example/v1"}},
+        "'llm.api_key_env'",
+    ),
+    ({"llm": {"api_key_env": "Hookd_Admin_Key"}}, "'llm.api_key_env'"),
+    (
+        {
+            "tools": [
+                {
+                    "type": "notify",
+                    "server": "https://attacker.example",
+                    "topic": "t",
+                    "api_key_env": "HOOKD_ADMIN_KEY",
+                }
+            ]
+        },
+        "'tools[0].api_key_env'",
+    ),
+    (
+        {"mcp_servers": [{"name": "s", "command": ["python"], "env_from": {"TOKEN": "HOOKD_METRICS_KEY"}}]},
+        "'mcp_servers[0].env_from.TOKEN'",
+    ),
+    (
+        {
+            "mcp_servers": [
+                {
+                    "name": "s",
+                    "url": "https://attacker.example/mcp",
+                    "headers_env": {"X-Key": "HOOKD_ADMIN_KEY"},
+                }
+            ]
+        },
+        "'mcp_servers[0].headers_env.X-Key'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "named"), OWN_VARIABLES)
+async def test_no_agent_may_send_hookds_own_keys(hookd: Hookd, fields: dict[str, Any], named: str) -> None:
+    """HOOKD_* variables are hookd's settings: its admin key, its metrics key, the default model's
+    key. Naming one as an agent's secret would send it to a server of the agent's choosing."""
+    for response in (
+        await hookd.client.post("/api/agents", json={"name": "x"} | fields, headers=hookd.admin),
+        await hookd.client.patch(
+            f"/api/agents/{(await hookd.create_agent())['id']}", json=fields, headers=hookd.admin
+        ),
+    ):
+        body = await response.json()
+        assert response.status == 400, body
+        assert named in body["message"] and "starting with HOOKD_ are hookd's own settings" in body["message"]
+    assert hookd.count_rows("agents") == 1  # the one made to be changed, unchanged:
+    (agent,) = (await (await hookd.client.get("/api/agents", headers=hookd.admin)).json())["agents"]
+    assert agent["llm"]["api_key_env"] is None and agent["tools"] == agent["mcp_servers"] == []
+
+
+async def test_an_agent_saved_naming_hookds_own_key_runs_without_it(
+    make_hookd: Any, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent saved before such names were refused: its run fails before the model is asked."""
+    monkeypatch.setenv("HOOKD_LLM_API_KEY", "sk-default")  # as hookd serve would have it
+    hookd: Hookd = await make_hookd(llm_api_key="sk-default")
+    own_url = fake_llm.url.replace("127.0.0.1", "localhost") + "/v1"
+    agent = await hookd.create_agent(llm={"model": "steal", "base_url": own_url, "api_key_env": "OTHER_KEY"})
+    llm = json.dumps({"model": "steal", "base_url": own_url, "api_key_env": "HOOKD_LLM_API_KEY"})
+    with sqlite3.connect(hookd.settings.db) as conn:
+        conn.execute("UPDATE agents SET llm = ? WHERE id = ?", (llm, agent["id"]))
+    done = await hookd.wait_for(await hookd.trigger(agent, {"question": "x"}))
+    assert done["status"] == "FAILURE" and done["result"]["type"] == "config_error", done
+    assert (
+        "HOOKD_LLM_API_KEY" in done["result"]["error"] and "hookd's own settings" in done["result"]["error"]
+    )
+    assert fake_llm.calls == []
 
 
 async def test_echo_needs_no_model(make_hookd: Any, fake_llm: FakeLLM) -> None:

@@ -47,6 +47,7 @@ def test_flags_override_env_override_defaults() -> None:
         ({"HOOKD_PUBLIC_URL": "hooks.example.org"}, "http:// or https://"),
         ({"HOOKD_SHUTDOWN_GRACE_S": "nan"}, "must be 0 or more"),
         ({"HOOKD_ADMIN_KEY": "short"}, "at least 16 characters"),
+        ({"HOOKD_METRICS_KEY": "short"}, "HOOKD_METRICS_KEY = (hidden): must be at least 16 characters"),
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str], message: str) -> None:
@@ -56,10 +57,15 @@ def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str], mes
 
 def test_secrets_are_env_only_and_never_shown() -> None:
     flags = build_parser().parse_args(["serve"])
-    assert not hasattr(flags, "admin_key") and not hasattr(flags, "llm_api_key")
+    assert not any(hasattr(flags, name) for name in ("admin_key", "metrics_key", "llm_api_key"))
     settings = load_settings(
-        environ={"HOOKD_ADMIN_KEY": "s3cret-admin-0123456789", "HOOKD_LLM_API_KEY": "sk-s3cret"}
+        environ={
+            "HOOKD_ADMIN_KEY": "s3cret-admin-0123456789",
+            "HOOKD_METRICS_KEY": "s3cret-metrics-0123456789",
+            "HOOKD_LLM_API_KEY": "sk-s3cret",
+        }
     )
+    assert settings.metrics_key == "s3cret-metrics-0123456789"
     assert "s3cret" not in repr(settings) and "s3cret" not in str(settings)
 
 

@@ -8,6 +8,9 @@ import asyncio
 import base64
 import ipaddress
 import json
+import shutil
+import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -368,10 +371,10 @@ async def test_notify_posts_to_ntfy(
 async def test_notify_without_its_token_variable_fails_as_config_error(
     hookd: Hookd, fake_llm: FakeLLM, target: Target
 ) -> None:
-    config = {"type": "notify", "server": target.url, "topic": "t", "api_key_env": "HOOKD_TEST_UNSET_TOKEN"}
+    config = {"type": "notify", "server": target.url, "topic": "t", "api_key_env": "TEST_UNSET_TOKEN"}
     done = await run(hookd, fake_llm, "tool=notify", {"args": {"message": "x"}}, tools=[config])
     assert done["status"] == "FAILURE" and done["result"]["type"] == "config_error", done
-    assert "HOOKD_TEST_UNSET_TOKEN" in done["result"]["error"]
+    assert "TEST_UNSET_TOKEN" in done["result"]["error"]
     assert fake_llm.calls == [] and target.hits == []
 
 
@@ -407,6 +410,10 @@ async def test_notify_without_its_token_variable_fails_as_config_error(
         ),
         ({"tools": [{"type": "notify", "topic": "t", "token": "tk_x"}]}, "hookd never stores secrets"),
         ({"tools": [{"type": "notify", "topic": "t", "api_key_env": "A-B"}]}, "'tools[0].api_key_env' must"),
+        (
+            {"tools": [{"type": "notify", "topic": "t", "api_key_env": "HOOKD_METRICS_KEY"}]},
+            "'tools[0].api_key_env' names HOOKD_METRICS_KEY, and variables starting with HOOKD_",
+        ),
         (
             {"tools": [{"type": "read_webpage", "max_chars": 0}]},
             "'tools[0].max_chars' must be a whole number",
@@ -532,3 +539,74 @@ async def test_kill_9_mid_run_replays_the_journalled_call(
     (call,) = done["result"]["tool_calls"]
     assert (call["step"], call["replayed"]) == (1, True)
     assert done["result"]["answer"].startswith("Tool said: HTTP 200 OK")
+
+
+def tls_for_loopback(tmp_path: Path) -> tuple[Path, ssl.SSLContext]:
+    """A throwaway CA's certificate, and a server context with a certificate it issued for 127.0.0.1."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    ca, leaf, extensions = tmp_path / "ca.pem", tmp_path / "leaf.pem", tmp_path / "leaf.cnf"
+    extensions.write_text(
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=serverAuth\nauthorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n"
+    )
+    for command in (
+        ["req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=hookd test CA",
+         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"],
+        ["req", *ec, "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "1",
+         "-days", "1", "-out", "leaf.pem", "-extfile", str(extensions)],
+    ):  # fmt: skip
+        subprocess.run([openssl, *command], cwd=tmp_path, check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(leaf, tmp_path / "leaf.key")
+    return ca, context
+
+
+async def test_a_redirect_from_https_to_http_is_not_followed(
+    processes: HookdProcesses,
+    fake_llm: FakeLLM,
+    target: Target,
+    aiohttp_server: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The notify tool's token (and the message) never go out unencrypted after an https start."""
+    ca, context = tls_for_loopback(tmp_path)
+    hits: list[Hit] = []
+
+    async def ntfy_over_tls(request: web.Request) -> web.Response:
+        hits.append(Hit(request.method, request.path, dict(request.headers), await request.text()))
+        if request.path.startswith("/moved/"):  # the same host, downgraded
+            raise web.HTTPTemporaryRedirect(f"{target.url}/landed")
+        return web.json_response({"id": "msg1", "event": "message"})
+
+    app = web.Application()
+    app.router.add_post("/{path:.*}", ntfy_over_tls)
+    server = await aiohttp_server(app, ssl=context)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # the hookd process trusts the test's CA
+    monkeypatch.setenv("TEST_NTFY_TOKEN", "tk_not_for_plain_http")
+    hookd = await asyncio.to_thread(processes.start)
+    async with aiohttp.ClientSession() as http:
+        api = Api(http, hookd)
+        task_ids = []
+        for path in ("/direct", "/moved"):
+            notify = {"type": "notify", "server": f"https://127.0.0.1:{server.port}{path}", "topic": "alerts"}
+            agent = await api.create_agent(
+                llm={"model": "tool=notify"},
+                tools=[notify | {"api_key_env": "TEST_NTFY_TOKEN", "allow_private": True}],
+            )
+            task_ids.append(await api.trigger(agent, {"args": {"message": "Parcel 42 is lost"}}))
+        direct, moved = (await api.wait_all(task_ids)).values()
+    assert direct["result"]["tool_calls"][0]["output"] == "Sent to the ntfy topic alerts (message msg1).", (
+        direct
+    )
+    (call,) = moved["result"]["tool_calls"]
+    assert "does not follow a redirect from https to http" in (call["error"] or ""), call
+    assert [(h.path, h.headers["Authorization"]) for h in hits] == [
+        ("/direct/alerts", "Bearer tk_not_for_plain_http"),
+        ("/moved/alerts", "Bearer tk_not_for_plain_http"),
+    ]
+    assert target.hits == []

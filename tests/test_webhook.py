@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from aiohttp import ClientResponse
 from yarl import URL
 
 from tests.conftest import Hookd
@@ -225,3 +226,22 @@ async def test_an_unknown_token_is_refused_before_its_body_is_read(hookd: Hookd)
         response = await hookd.client.post(unknown, data=body, headers={"Content-Type": "application/json"})
         assert response.status == 404
     assert hookd.count_rows() == 0
+
+
+def allowed(response: ClientResponse) -> set[str]:
+    return {method.strip() for method in response.headers["Allow"].split(",")}
+
+
+async def test_head_is_405_and_runs_nothing(hookd: Hookd) -> None:
+    """Link previewers and uptime checkers send HEAD: it must not run the agent."""
+    agent = await hookd.create_agent()
+    for query in ({}, {"question": "hi"}):
+        response = await hookd.client.head(agent["webhook_path"], params=query)
+        assert response.status == 405
+        assert allowed(response) == {"GET", "POST"}
+        assert response.content_type == "application/json"
+    unknown = await hookd.client.head("/api/webhooks/agents/" + "A" * 43)
+    assert unknown.status == 405 and allowed(unknown) == {"GET", "POST"}
+    assert hookd.count_rows() == 0
+    assert (await hookd.client.get(agent["webhook_path"], params={"question": "hi"})).status == 200
+    assert hookd.count_rows() == 1

@@ -10,9 +10,9 @@ import math
 import re
 from typing import Any, Protocol
 
+from agents.env_names import check_env_name
 from errors import InvalidInput
 
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SECRET_KEYS = ("token", "api_key", "password", "secret", "authorization")
 
 
@@ -88,7 +88,7 @@ class ConfigReader:
             )
         return value
 
-    def env_name(self, key: str) -> str | None:
-        return self.text(
-            key, pattern=ENV_NAME, example="NTFY_TOKEN (an environment variable's name)", required=False
-        )
+    def env_name(self, key: str, example: str) -> str | None:
+        """The name of the variable that holds a secret the tool sends (None: no secret)."""
+        value = self.config.get(key)
+        return None if value is None else check_env_name(value, f"{self.where}.{key}", example)

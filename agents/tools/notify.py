@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 from contextlib import AsyncExitStack
 from typing import Any
 from urllib.parse import urlsplit
 
+from agents.env_names import secret_from_env
 from agents.providers import ModelError
 from agents.tools.addresses import normalize_host
 from agents.tools.base import ConfigReader, Tool, ToolError
@@ -76,7 +76,7 @@ def check_config(config: dict[str, Any], where: str) -> dict[str, Any]:
         "type": NAME,
         "server": server,
         "topic": topic,
-        "api_key_env": reader.env_name("api_key_env"),
+        "api_key_env": reader.env_name("api_key_env", "NTFY_TOKEN"),
         "allow_private": reader.flag("allow_private", False),
         "timeout_s": reader.number("timeout_s", DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S),
     }
@@ -132,7 +132,7 @@ class Notify:
 async def open_tool(config: dict[str, Any], stack: AsyncExitStack) -> list[Tool]:
     token = None
     if config["api_key_env"]:
-        token = os.environ.get(config["api_key_env"], "")
+        token = secret_from_env(config["api_key_env"])
         if not token:
             raise ModelError(
                 "config_error",

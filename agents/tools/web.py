@@ -115,6 +115,14 @@ class GuardedClient:
                     location = response.headers.get("Location")
                     if response.status in _REDIRECTS and location:
                         next_url = urljoin(url, location)
+                        if urlsplit(url).scheme == "https" and urlsplit(next_url).scheme == "http":
+                            # The request (its body, and a token the tool adds) would go out
+                            # unencrypted, to a host that may be the same name on port 80.
+                            raise ToolError(
+                                f"{safe_url(url)} redirects to {safe_url(next_url)}: hookd does not"
+                                " follow a redirect from https to http, which would send the request"
+                                " unencrypted."
+                            )
                         if urlsplit(next_url).netloc != urlsplit(url).netloc:
                             headers = {
                                 k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS
