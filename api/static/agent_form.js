@@ -20,9 +20,12 @@ const FORM_INPUTS = {
   rate_limit: "agent-rate",
   max_steps: "agent-max-steps",
   callback_url: "agent-callback",
+  knowledge_top_k: "agent-top-k",
 };
 // Emptied, these keep the agent's value: they cannot be unset.
-const REQUIRED_NUMBERS = new Set(["max_attempts", "timeout_s", "max_steps"]);
+const REQUIRED_NUMBERS = new Set(["max_attempts", "timeout_s", "max_steps", "knowledge_top_k"]);
+// Lists left empty are not sent when creating: hookd's default is the same empty list.
+const LISTS = new Set(["tools", "mcp_servers"]);
 
 let editing = null; // the agent being edited; null while creating
 
@@ -58,6 +61,7 @@ export async function agentFormView(agentId) {
   const values = { ...editing, ...editing.llm };
   for (const [field, id] of Object.entries(FORM_INPUTS)) $(id).value = values[field] ?? "";
   $("agent-tools").value = editing.tools.length ? JSON.stringify(editing.tools, null, 2) : "";
+  $("agent-mcp-servers").value = editing.mcp_servers.length ? JSON.stringify(editing.mcp_servers, null, 2) : "";
   $("agent-json-schema").value = editing.json_schema ? JSON.stringify(editing.json_schema, null, 2) : "";
   $("agent-signature-type").value = editing.signature?.type ?? "";
   showSignatureFields();
@@ -101,9 +105,11 @@ function formFields() {
     rate_limit: orNull(text("rate_limit").trim()),
     status: $("agent-paused").checked ? "paused" : "active",
     tools: jsonInput("agent-tools", "tools", []),
+    mcp_servers: jsonInput("agent-mcp-servers", "mcp_servers", []),
     max_steps: numberOrNull(FORM_INPUTS.max_steps),
     json_schema: jsonInput("agent-json-schema", "json_schema", null),
     callback_url: orNull(text("callback_url").trim()),
+    knowledge_top_k: numberOrNull(FORM_INPUTS.knowledge_top_k),
   };
 }
 
@@ -154,7 +160,7 @@ $("agent-form").addEventListener("submit", async (event) => {
       go("#/agents", Object.keys(changes).length ? `Saved “${fields.name}”.` : "Nothing changed.");
     } else {
       const body = Object.fromEntries(
-        Object.entries(fields).filter(([field, value]) => value !== null && !(field === "tools" && !value.length)),
+        Object.entries(fields).filter(([field, value]) => value !== null && !(LISTS.has(field) && !value.length)),
       );
       if (signature) body.signature = signature;
       const created = await api.createAgent(body);

@@ -1,8 +1,10 @@
-// The agents: the list, one agent's page (its signature, callback secret, tools and schema),
-// and what can be done to one: pause, resume, new webhook URL, new callback secret, delete.
+// The agents: the list, one agent's page (its signature, callback secret, tools, schema, MCP
+// servers and knowledge), and what can be done to one: pause, resume, new webhook URL, new
+// callback secret, delete. Its sources are knowledge.js's.
 
 import { agents, api, loadAgents } from "./api.js";
-import { $, confirmAction, copyText, currentVisit, fact, go, h, isCurrent, report, showView, time } from "./ui.js";
+import { showKnowledge } from "./knowledge.js";
+import { $, confirmAction, copyText, currentVisit, fact, go, h, isCurrent, plural, report, showView, time } from "./ui.js";
 import { showWebhook } from "./webhook.js";
 
 const HIDDEN_SECRET = "•".repeat(24);
@@ -28,7 +30,8 @@ function agentTags(agent) {
   const tags = [];
   if (agent.signature) tags.push(`signed: ${agent.signature.type}`);
   if (agent.callback_url) tags.push("callback");
-  if (agent.tools.length) tags.push(`${agent.tools.length} tool${agent.tools.length === 1 ? "" : "s"}`);
+  if (agent.tools.length) tags.push(plural(agent.tools.length, "tool"));
+  if (agent.mcp_servers.length) tags.push(plural(agent.mcp_servers.length, "MCP server"));
   if (agent.json_schema) tags.push("JSON schema");
   return tags.map((text) => h("span", { class: "tag" }, text));
 }
@@ -102,9 +105,9 @@ export async function agentView(agentId) {
     $("agent-title").textContent = "Agent";
     $("agent-body").hidden = true;
   }
-  let agent;
+  let agent, sources;
   try {
-    agent = await api.getAgent(agentId);
+    [agent, { sources }] = await Promise.all([api.getAgent(agentId), api.listSources(agentId)]);
   } catch (error) {
     if (isCurrent(visit)) report(error);
     return;
@@ -112,6 +115,7 @@ export async function agentView(agentId) {
   if (!isCurrent(visit)) return;
   shownAgent = agent;
   renderAgent(agent);
+  showKnowledge(agent, sources);
 }
 
 function renderAgent(agent) {
@@ -158,6 +162,42 @@ function renderAgent(agent) {
   $("agent-template-text").textContent = agent.input_template ?? "";
   $("agent-tools-text").textContent = agent.tools.length ? JSON.stringify(agent.tools, null, 2) : "(none)";
   $("agent-schema-text").textContent = agent.json_schema ? JSON.stringify(agent.json_schema, null, 2) : "(none: free text)";
+  renderMcpServers(agent.mcp_servers);
+}
+
+function renderMcpServers(servers) {
+  $("agent-mcp-empty").hidden = servers.length > 0;
+  $("agent-mcp-table").hidden = servers.length === 0;
+  $("agent-mcp-table").tBodies[0].replaceChildren(...servers.map(mcpServerRow));
+}
+
+/** A command as one line: arguments with spaces or quotes in JSON quotes, so none is ambiguous. */
+const commandLine = (command) => command.map((arg) => (/[\s"'\\]/.test(arg) ? JSON.stringify(arg) : arg)).join(" ");
+
+function mcpServerRow(server) {
+  // Names of hookd's variables only: the values are read when a run starts, and `env`'s plain
+  // values are the server's settings, shown in the form.
+  const secrets = Object.entries((server.command ? server.env_from : server.headers_env) ?? {});
+  return h(
+    "tr",
+    { "data-mcp-server": server.name },
+    h("td", { class: "name" }, server.name),
+    h(
+      "td",
+      { class: "mcp-target" },
+      h("span", { class: "tag" }, server.command ? "stdio" : "HTTP"),
+      " ",
+      h("code", {}, server.command ? commandLine(server.command) : server.url),
+    ),
+    h("td", {}, server.tools ? server.tools.join(", ") : h("span", { class: "muted" }, "all")),
+    h(
+      "td",
+      {},
+      ...(secrets.length
+        ? secrets.map(([name, variable]) => h("div", {}, h("code", {}, name), " ← ", h("code", {}, `$${variable}`)))
+        : ["—"]),
+    ),
+  );
 }
 
 function showSecret(revealed) {

@@ -16,7 +16,9 @@ export class ApiError extends Error {
 
 export async function request(method, path, body, key = adminKey()) {
   const init = { method, cache: "no-store", headers: {} };
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    init.body = body; // multipart: the browser sets the Content-Type with its boundary
+  } else if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
@@ -55,6 +57,10 @@ export const api = {
   deleteAgent: (id) => request("DELETE", agentPath(id)),
   rotateWebhook: (id) => request("POST", `${agentPath(id)}/webhook`),
   rotateCallbackSecret: (id) => request("POST", `${agentPath(id)}/callback-secret`),
+  listSources: (id) => request("GET", `${agentPath(id)}/sources`),
+  // A FormData (a file) is sent as multipart/form-data, an object ({name, content, format}) as JSON.
+  addSource: (id, source) => request("POST", `${agentPath(id)}/sources`, source),
+  deleteSource: (id, sourceId) => request("DELETE", `${agentPath(id)}/sources/${encodeURIComponent(sourceId)}`),
   listTasks: (query) => request("GET", `api/tasks?${new URLSearchParams(query)}`),
   getTask: (id) => request("GET", taskPath(id)), // with its payload and callback deliveries
   cancelTask: (id) => request("POST", `${taskPath(id)}/cancel`),

@@ -5,6 +5,7 @@
 //   ui.js          elements, formatting, notices, views, the poller, confirmations
 //   tasks.js       the task list            task.js        one task
 //   agents.js      the agents and one agent agent_form.js  creating and editing one
+//   knowledge.js   an agent's sources, on its page
 //   webhook.js     the webhook URL, shown once, with snippets
 
 import { adminKey, keepAdminKey, request } from "./api.js";

@@ -1,5 +1,5 @@
-// One task: its payload, its answer (with the tool calls and the structured answer) or its
-// error, attempts and timings, and its callback deliveries.
+// One task: its payload, its answer (with the tool calls, the structured answer and the
+// sources it was given) or its error, attempts and timings, and its callback deliveries.
 //
 // While the task is unfinished, its event stream (Server-Sent Events) says when to read it
 // again; where the stream cannot be had, the page polls. Once final, it polls only while a
@@ -71,6 +71,7 @@ export function taskView(taskId) {
     $("task-status").replaceChildren();
     $("task-facts").replaceChildren();
     renderOnce($("task-tool-calls"), null, () => []);
+    renderOnce($("task-sources"), null, () => []);
     renderOnce($("task-deliveries").tBodies[0], null, () => []);
     $("task-payload").textContent = "";
     for (const id of ["task-answer-box", "task-error-box", "task-tools-box", "task-deliveries-box"]) {
@@ -142,9 +143,30 @@ function renderResult(result) {
     $("task-error-type").textContent = result.type;
     $("task-error").textContent = result.error;
   }
+  renderSources(answered ? result.sources : undefined);
   const calls = result?.tool_calls ?? [];
   $("task-tools-box").hidden = calls.length === 0;
   renderOnce($("task-tool-calls"), JSON.stringify(calls), () => calls.map(toolCallItem));
+}
+
+/** The chunks of the agent's sources the model was given (an agent with knowledge only). */
+function renderSources(sources) {
+  $("task-sources-box").hidden = sources === undefined;
+  const used = sources ?? [];
+  $("task-sources-none").hidden = used.length > 0;
+  $("task-sources-help").hidden = used.length === 0;
+  renderOnce($("task-sources"), JSON.stringify(used), () => used.map(sourceItem));
+}
+
+function sourceItem(used, index) {
+  return h(
+    "li",
+    { "data-source-id": used.source.id },
+    h("span", { class: "cite" }, `[${index + 1}]`),
+    " ",
+    h("span", { class: "name" }, used.source.name),
+    h("span", { class: "muted small" }, ` · chunk ${used.chunk} · score ${Number(used.score.toPrecision(3))}`),
+  );
 }
 
 function toolCallItem(call, index) {

@@ -58,6 +58,15 @@ export function formatDuration(ms) {
 
 export const between = (from, to) => Date.parse(to) - Date.parse(from);
 
+/** "1 chunk", "12 chunks". */
+export const plural = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
+
+export function formatBytes(bytes) {
+  if (bytes < 1024) return plural(bytes, "byte");
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
 export const time = (iso) => (iso ? h("time", { datetime: iso }, formatTime(iso)) : "—");
 
 export function statusBadge(status) {
