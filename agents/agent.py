@@ -14,6 +14,7 @@ from agents.mcp_config import check_mcp_servers
 from agents.prompt import check_template
 from agents.signatures import Signature, validate_signature
 from agents.structured import check_json_schema
+from agents.tools.addresses import address_kind
 from agents.tools.registry import check_tools
 from errors import InvalidInput
 from settings import parse_rate_limit
@@ -162,18 +163,9 @@ def _llm(value: Any) -> dict[str, str]:
 def address_refusal(address: IPAddress) -> str | None:
     """Why a callback may not go to `address` unless HOOKD_CALLBACK_ALLOW_PRIVATE is on; None
     if it may. Callbacks are requests hookd makes on a caller's behalf: without this, an agent's
-    callback_url could reach the services behind hookd's firewall."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-    if address.is_loopback:
-        return "a loopback address"
-    if address.is_link_local:
-        return "a link-local address"
-    if address.is_private:
-        return "a private address"
-    if not address.is_global or address.is_multicast:
-        return "not a public unicast address"
-    return None
+    callback_url could reach the services behind hookd's firewall. The same rule as the tools'."""
+    kind = address_kind(address)
+    return None if kind is None else f"a {kind} address"
 
 
 def _callback_url(value: Any, *, allow_private: bool) -> str | None:
