@@ -90,9 +90,9 @@ class Writer:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((op, future))
         self._wakeup.set()
-        # Shielded: a caller cancelled mid-commit must not abandon a write the writer
-        # will still apply; the write's outcome stays with the future.
-        return await asyncio.shield(future)
+        # A caller cancelled meanwhile cancels only its future: the write stays queued and
+        # is applied all the same (the writer skips answering a cancelled future).
+        return await future
 
     async def _in_thread(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
