@@ -1,8 +1,10 @@
-"""The SQLite store: one file, one writer connection, one reader connection.
+"""The SQLite store: one file, one writer connection, two reader connections.
 
 Writes are plain functions handed to the `Writer` (tasks/sqlite_writer.py), which applies
 them with group commit; each method returns after its write is committed. Reads use their
-own aiosqlite connection; in WAL mode they never wait for the writer.
+own aiosqlite connection; in WAL mode they never wait for the writer. A task looked up by id
+(the status poll, hookd's most frequent read) is read on the event loop's own thread instead:
+a primary-key lookup takes microseconds, less than the hop to a reader thread and back.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ TASK_COLUMNS = (
     "id, agent_id, status, payload, result, last_error, attempts, max_attempts,"
     " run_after, created_at, started_at, finished_at"
 )
+GET_TASK_SQL = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
 AGENT_COLUMNS = (
     "id, name, description, prompt, input_template, llm, max_attempts, timeout_s,"
     " max_concurrency, rate_limit, status, created_at, updated_at"
@@ -131,6 +134,7 @@ class SQLiteStore(Store):
         self.path = str(Path(path).expanduser())
         self.sync = sync
         self._reader: aiosqlite.Connection | None = None
+        self._point_reader: sqlite3.Connection | None = None  # the event loop's thread only
         self._writer: Writer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -169,7 +173,16 @@ class SQLiteStore(Store):
         except BaseException:
             await writer.close()
             raise
-        self._writer, self._reader = writer, reader
+        try:
+            # No busy timeout: a point read never sleeps on the event loop; one that would wait
+            # (e.g. while another process recovers the WAL) goes to the reader thread instead.
+            point_reader = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+            point_reader.execute("PRAGMA query_only = ON")
+        except BaseException:
+            await reader.close()
+            await writer.close()
+            raise
+        self._writer, self._reader, self._point_reader = writer, reader, point_reader
 
     def _set_up(self, conn: sqlite3.Connection) -> None:
         """WAL, and the newest schema (on the writer thread)."""
@@ -181,7 +194,9 @@ class SQLiteStore(Store):
             await self._writer.close()
         if self._reader is not None:
             await self._reader.close()
-        self._writer = self._reader = None
+        if self._point_reader is not None:
+            self._point_reader.close()
+        self._writer = self._reader = self._point_reader = None
 
     async def _write(self, op: WriteOp[T]) -> T:
         assert self._writer is not None, "store is not open"
@@ -292,7 +307,11 @@ class SQLiteStore(Store):
         return task_id if await self._write(op) == 1 else None
 
     async def get_task(self, task_id: str) -> Task | None:
-        rows = await self._read(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+        assert self._point_reader is not None, "store is not open"
+        try:
+            rows = self._point_reader.execute(GET_TASK_SQL, (task_id,)).fetchall()
+        except sqlite3.OperationalError:  # busy: wait for the database on the reader thread
+            rows = await self._read(GET_TASK_SQL, (task_id,))
         return _task(rows[0]) if rows else None
 
     async def list_tasks(
