@@ -19,7 +19,7 @@ from typing import Any
 
 from agents.agent import Agent
 from agents.providers import ModelError
-from errors import NotFound, StorageUnavailable
+from errors import StorageUnavailable
 from tasks.events import TaskEvent, TaskEvents
 from tasks.store import Store, Task
 
@@ -160,9 +160,11 @@ class WorkerPool:
                     log.exception("claiming tasks failed; trying again in %g s", self._poll_interval_s)
                     claimed = []
                 self.queue_depth = max(0, self.queue_depth - len(claimed))
-                for task in claimed:
+                for task, agent in ((c.task, c.agent) for c in claimed):
                     self.events.publish(TaskEvent(task.id, task.agent_id, "STARTED", task.attempts))
-                    self._running[task.id] = asyncio.create_task(self._run(task), name=f"hookd-run-{task.id}")
+                    self._running[task.id] = asyncio.create_task(
+                        self._run(task, agent), name=f"hookd-run-{task.id}"
+                    )
                 if claimed and len(claimed) == free:
                     continue  # the queue may hold more; claim again once a slot frees
             if time.monotonic() - self._counted_at > QUEUE_RECOUNT_S:
@@ -179,14 +181,14 @@ class WorkerPool:
         except Exception:
             log.exception("counting the queue failed")
 
-    async def _run(self, task: Task) -> None:
+    async def _run(self, task: Task, agent: Agent) -> None:
         started = time.monotonic()
         log.info(
             "task %s agent %s STARTED attempt %d/%d", task.id, task.agent_id, task.attempts, task.max_attempts
         )
         try:
             try:
-                outcome = await self._execute(task)
+                outcome = await self._execute(task, agent)
             except asyncio.CancelledError:
                 if task.id not in self._cancelled:  # shutdown: this attempt does not count
                     await self._final_write(task, lambda: self._requeue(task))
@@ -235,13 +237,7 @@ class WorkerPool:
                 }
                 write = partial(self._finish, task, "FAILURE", failure, None)
 
-    async def _execute(self, task: Task) -> _Outcome:
-        if task.agent_id is None:
-            return _Outcome("FAILURE", {"error": "The task's agent was deleted.", "type": "agent_deleted"})
-        try:
-            agent = await self._store.get_agent(task.agent_id)
-        except NotFound:
-            return _Outcome("FAILURE", {"error": "The task's agent was deleted.", "type": "agent_deleted"})
+    async def _execute(self, task: Task, agent: Agent) -> _Outcome:
         try:
             async with asyncio.timeout(agent.timeout_s):
                 return _Outcome("SUCCESS", await self._run_agent(agent, task.payload))

@@ -24,7 +24,7 @@ from errors import Conflict, NotFound, StorageUnavailable
 from tasks.ids import uuid7
 from tasks.sqlite_schema import set_up as set_up_schema
 from tasks.sqlite_writer import WriteOp, Writer
-from tasks.store import Recovery, Store, Task, cancelled_result, interrupted_result
+from tasks.store import Claim, Recovery, Store, Task, cancelled_result, interrupted_result
 
 log = logging.getLogger("hookd.store")
 
@@ -340,14 +340,23 @@ class SQLiteStore(Store):
         ((count,),) = await self._read("SELECT count(*) FROM tasks WHERE status IN ('PENDING', 'RETRY')")
         return int(count)
 
-    async def claim_batch(self, limit: int) -> list[Task]:
+    async def claim_batch(self, limit: int) -> list[Claim]:
         scan = min(max(limit * CLAIM_SCAN_ROWS_PER_SLOT, CLAIM_SCAN_ROWS_MIN), CLAIM_SCAN_ROWS_MAX)
         params = {"now": time.time(), "limit": limit, "scan": scan}
 
-        def op(conn: sqlite3.Connection) -> Any:
-            return conn.execute(CLAIM_SQL, params).fetchall()
+        def op(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+            tasks = conn.execute(CLAIM_SQL, params).fetchall()
+            # The claim joined each task's agent as active, in this transaction: it exists.
+            agent_ids = list({row[1] for row in tasks})
+            agents = conn.execute(
+                f"SELECT {AGENT_COLUMNS} FROM agents WHERE id IN ({', '.join('?' * len(agent_ids))})",
+                agent_ids,
+            ).fetchall()
+            return tasks, agents
 
-        return [_task(r) for r in await self._write(op)]
+        task_rows, agent_rows = await self._write(op)
+        agents = {row[0]: _agent(row) for row in agent_rows}
+        return [Claim(_task(row), agents[row[1]]) for row in task_rows]
 
     async def _update_started(self, task_id: str, assignments: str, params: dict[str, Any]) -> bool:
         sql = f"UPDATE tasks SET {assignments} WHERE id = :id AND status = 'STARTED'"
