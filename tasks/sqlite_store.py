@@ -31,6 +31,10 @@ log = logging.getLogger("hookd.store")
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
+# Task lookups by id read the file through a memory map: on a large database most lookups miss
+# SQLite's own page cache, and a mapped page costs no read() call and no copy. Only pages
+# looked at are touched; they stay the kernel's page cache, shared and reclaimable.
+POINT_READ_MMAP_BYTES = 1 << 30
 
 # How far down the queue a claim looks for tasks whose agent has room under its
 # max_concurrency: a few rows per free slot, so a claim for one slot stays cheap on a deep
@@ -178,6 +182,7 @@ class SQLiteStore(Store):
             # (e.g. while another process recovers the WAL) goes to the reader thread instead.
             point_reader = sqlite3.connect(self.path, timeout=0, isolation_level=None)
             point_reader.execute("PRAGMA query_only = ON")
+            point_reader.execute(f"PRAGMA mmap_size = {POINT_READ_MMAP_BYTES}")
         except BaseException:
             await reader.close()
             await writer.close()
