@@ -85,6 +85,23 @@ RETURNING {TASK_COLUMNS}
 """
 
 
+# The claim when no active agent has a max_concurrency (the common case): the first runnable
+# tasks in queue order, without CLAIM_SQL's window over a scan of the queue.
+CLAIM_UNLIMITED_SQL = f"""
+UPDATE tasks
+SET status = 'STARTED', attempts = attempts + 1, started_at = :now, last_error = NULL
+WHERE rowid IN (
+    SELECT rowid FROM tasks INDEXED BY tasks_queue
+    WHERE status IN ('PENDING', 'RETRY') AND run_after <= :now
+      AND agent_id IN (SELECT id FROM agents WHERE status = 'active')
+    ORDER BY run_after, rowid
+    LIMIT :limit
+)
+RETURNING {TASK_COLUMNS}
+"""
+ANY_LIMITED_AGENT_SQL = "SELECT 1 FROM agents WHERE max_concurrency IS NOT NULL AND status = 'active' LIMIT 1"
+
+
 def _json_or_none(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
@@ -350,7 +367,8 @@ class SQLiteStore(Store):
         params = {"now": time.time(), "limit": limit, "scan": scan}
 
         def op(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
-            tasks = conn.execute(CLAIM_SQL, params).fetchall()
+            limited = conn.execute(ANY_LIMITED_AGENT_SQL).fetchall()
+            tasks = conn.execute(CLAIM_SQL if limited else CLAIM_UNLIMITED_SQL, params).fetchall()
             # The claim joined each task's agent as active, in this transaction: it exists.
             agent_ids = list({row[1] for row in tasks})
             agents = conn.execute(

@@ -101,6 +101,10 @@ class Writer:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            # One more turn of the event loop first: the callbacks already due in it (other
+            # requests, a run that just ended and the claim of the next task) submit their
+            # writes into this transaction rather than the next one.
+            await asyncio.sleep(0)
             while self._pending:
                 batch = self._pending[:MAX_BATCH_OPS]
                 del self._pending[:MAX_BATCH_OPS]
