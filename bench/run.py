@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import dbs
-from procs import Fleet, Meter, Proc, free_port, pin, split_cores
+from procs import Fleet, Meter, Proc, free_port, pin, split_cores, wait_quiet
 from report import (
     Row,
     accept_rows,
@@ -296,12 +296,23 @@ class Bench:
                     return f"gave up after {timeout_s:g} s with {count} of {expected} tasks final"
                 time.sleep(POLL_S)
 
+    def settle(self) -> None:
+        """Before a measurement: with --quiet-wait-s, wait for other processes to calm down."""
+        if self.args.quiet_wait_s > 0:
+            started_s = time.monotonic()
+            busy_pct = wait_quiet(self.args.quiet_wait_s)
+            if time.monotonic() - started_s > 1.5:
+                self.say(
+                    f"  (waited {time.monotonic() - started_s:.0f} s for a quiet machine: {busy_pct:.0f}% busy)"
+                )
+
     def rounds(self, targets: dict[str, Callable[[], dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
         """--rounds of each target, in alternating order (a, b, c, c, b, a, …)."""
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
         names = list(targets)
         for round_ in range(self.args.rounds):
             for name in names if round_ % 2 == 0 else reversed(names):
+                self.settle()
                 results[name].append(result := targets[name]())
                 self.say(
                     f"  {name:18} {per_s(result['rps']):>9}  {latencies(result)}  errors {result['errors']}"
@@ -422,6 +433,7 @@ class Bench:
         """A fresh hookd whose agent uses `model`, sent `requests` webhooks as fast as it takes
         them; measured until every task is final, then stopped."""
         db = self.fresh_db(name, model)
+        self.settle()
         hookd = self.start_hookd(name, db.path, workers=workers, sync=sync)
         idle_rss_kb = hookd.proc.memory_kb("VmRSS")
         meter = self.meter(hookd.proc)
@@ -457,6 +469,7 @@ class Bench:
             for label in ("empty", "queued") if round_ % 2 == 0 else ("queued", "empty"):
                 tasks = QUEUED_TASKS if label == "queued" else 0
                 db = self.fresh_db(f"startup-{label}", HELD_MODEL, tasks, "PENDING")
+                self.settle()
                 results[label].append(result := self.start_once(label, db.path))
                 self.say(
                     f"  {label:7} /api/health after {seconds(result['ready_s'])},"
@@ -537,6 +550,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--slow-runs", type=int, default=10_000)
     parser.add_argument("--slow-workers", type=int, default=1000, help="HOOKD_WORKERS for slow runs")
     parser.add_argument("--slow-connections", type=int, default=1000)
+    parser.add_argument(
+        "--quiet-wait-s",
+        type=float,
+        default=0.0,
+        help="before each measurement, wait up to this long for the machine to be under 10%% busy",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     parser.add_argument("--rss-limit-mb", type=int, default=1024, help="kill a server growing past this")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the databases and server logs")
