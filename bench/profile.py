@@ -10,7 +10,7 @@ as by bench/run.py. Two views of the same seconds:
 
 - CPU per answer (or per run) of each of hookd's threads, from /proc: the event loop, the
   SQLite writer (inserts, commits; SQLite's C code runs there without the GIL), the reader.
-- py-spy's samples of whichever thread holds the GIL (100 a second, hookd not paused): the
+- py-spy's samples of whichever thread holds the GIL (100 a second): the
   Python functions that cost the CPU, "self" for a function's own code, "total" with what it
   calls. The raw samples stay in bench/results/profile-<what>.txt (speedscope reads them).
 """
@@ -38,7 +38,6 @@ RESULTS = REPO / "bench" / "results"
 RUNS_QUEUED = 30_000
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*)\)$")
 _DUMP_THREAD = re.compile(r'^Thread (?P<tid>\d+) \([^)]*\): "(?P<name>[^"]*)"', re.MULTILINE)
-_LOOP_INTERNALS = ("run_until_complete", "run_forever", "_run_once", "Handle._run", "<module>", "run_app")
 
 
 def thread_cpu_s(pid: int) -> dict[int, float]:
@@ -76,28 +75,38 @@ def short(frame: str) -> str:
     return f"{match['function']} ({path})"
 
 
+def area(name: str) -> str:
+    """Which code a function belongs to: one of hookd's files, or the library it comes from."""
+    path = name.rpartition("(")[2].rstrip(")").rpartition(":")[0]
+    top = path.split("/")[0]
+    if top in ("api", "tasks", "agents") or path in ("server.py", "settings.py", "errors.py", "cli.py"):
+        return f"hookd: {path}"
+    if top in ("aiohttp", "yarl", "multidict", "aiosqlite"):
+        return top
+    return "Python's standard library (asyncio, json, threads, …)"
+
+
 def python_profile(raw: Path, top: int) -> list[str]:
     own: Counter[str] = Counter()
-    total: Counter[str] = Counter()
     samples = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack:
-            continue
-        count = int(count_text)
-        samples += count
-        names = [short(frame) for frame in stack.split(";")[1:]]  # [0] is the thread
-        if names:
-            own[names[-1]] += count
-        for name in set(names):
-            total[name] += count
+        frames = stack.split(";")[1:]  # [0] is the thread
+        if frames:
+            count = int(count_text)
+            samples += count
+            own[short(frames[-1])] += count
     if not samples:
         return ["py-spy took no samples"]
-    lines = [f"Python functions, {samples} samples of the thread holding the GIL:", "  self:"]
+    # Only each sample's innermost frame is used: sampling without pausing hookd sometimes
+    # reads just the top of a stack, so time "with what a function calls" is not reliable.
+    by_area: Counter[str] = Counter()
+    for name, n in own.items():
+        by_area[area(name)] += n
+    lines = [f"Python code running, {samples} samples of the thread holding the GIL; by where it is:"]
+    lines += [f"  {100 * n / samples:5.1f}%  {name}" for name, n in by_area.most_common(top)]
+    lines.append(f"by function (top {top}):")
     lines += [f"  {100 * n / samples:5.1f}%  {name}" for name, n in own.most_common(top)]
-    lines.append("  total (with what they call):")
-    shown = [(name, n) for name, n in total.most_common() if not any(s in name for s in _LOOP_INTERNALS)]
-    lines += [f"  {100 * n / samples:5.1f}%  {name}" for name, n in shown[:top]]
     return lines
 
 
