@@ -167,9 +167,10 @@ class WorkerPool:
                 for task, agent in ((c.task, c.agent) for c in claimed):
                     self.events.publish(TaskEvent(task.id, task.agent_id, "STARTED", task.attempts))
                     self._at_model.add(task.id)
-                    self._running[task.id] = asyncio.create_task(
-                        self._run(task, agent), name=f"hookd-run-{task.id}"
-                    )
+                    run = asyncio.create_task(self._run(task, agent), name=f"hookd-run-{task.id}")
+                    # Also when the run is cancelled before its first step (its finally never runs).
+                    run.add_done_callback(partial(self._release_slot, task.id))
+                    self._running[task.id] = run
                 if claimed and len(claimed) == free:
                     continue  # the queue may hold more; claim again once a slot frees
             if time.monotonic() - self._counted_at > QUEUE_RECOUNT_S:
@@ -208,7 +209,7 @@ class WorkerPool:
             self._cancelled.discard(task.id)
             self._wakeup.set()  # the task is final: its agent's max_concurrency has room again
 
-    def _release_slot(self, task_id: str) -> None:
+    def _release_slot(self, task_id: str, _: object = None) -> None:
         if task_id in self._at_model:
             self._at_model.discard(task_id)
             self._wakeup.set()  # claim the next task now: its claim joins this run's final write
