@@ -128,6 +128,13 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# Made once: json.loads and json.dumps with options build a new decoder or encoder per call.
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant, parse_float=_finite_float
+)
+_PAYLOAD_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """A JSON object from a body, or InvalidInput saying exactly what is wrong with it."""
     try:
@@ -136,12 +143,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise InvalidInput(f"The body is not valid UTF-8 (bad byte at offset {exc.start}).") from None
     text = text.removeprefix("\ufeff")
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_no_duplicate_keys,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-        )
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(
             f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
@@ -158,7 +160,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
 def dump_payload(payload: dict[str, Any]) -> str:
     """Payload as stored: compact UTF-8 JSON. Refuses text SQLite cannot store as UTF-8."""
     try:
-        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = _PAYLOAD_ENCODER.encode(payload)
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidInput(
@@ -191,6 +193,8 @@ async def read_body(request: web.Request) -> bytes:
             " (HOOKD_MAX_BODY_BYTES)."
         )
     try:
+        if request.content.is_eof():  # all of it arrived with the headers: nothing to wait for
+            return await request.read()
         async with body_deadline(request):
             return await request.read()  # the app's client_max_size stops a longer chunked body
     except web.RequestPayloadError:  # e.g. Content-Encoding: gzip on a body that is not gzip

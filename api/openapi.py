@@ -458,8 +458,8 @@ RESULT: Schema = {
                 "type": {
                     "type": "string",
                     "description": "llm_http_error, llm_unreachable, llm_bad_response, timeout,"
-                    " max_steps_exceeded, schema_mismatch, config_error, mcp_unavailable, cancelled, interrupted,"
-                    " agent_deleted or internal_error.",
+                    " max_steps_exceeded, schema_mismatch, config_error, mcp_unavailable, cancelled, interrupted"
+                    " or internal_error.",
                 },
             }
         ),

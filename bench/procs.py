@@ -66,6 +66,20 @@ def cpu_jiffies(cores: set[int] | None) -> tuple[int, int, int]:
     return busy, steal, total
 
 
+def wait_quiet(max_wait_s: float, busy_pct: float = 10.0, window_s: float = 1.0) -> float:
+    """Wait up to `max_wait_s` for a `window_s` in which the machine is less than `busy_pct`
+    busy (between measurements, the benchmark's own processes are idle: the rest is others).
+    Returns how busy the last window was."""
+    deadline_s = time.monotonic() + max_wait_s
+    while True:
+        busy, _, total = cpu_jiffies(None)
+        time.sleep(window_s)
+        busy_after, _, total_after = cpu_jiffies(None)
+        pct = 100 * (busy_after - busy) / max(1, total_after - total)
+        if pct < busy_pct or time.monotonic() >= deadline_s:
+            return pct
+
+
 def listen_overflows() -> int:
     """Connections the kernel dropped, machine-wide, because a listen queue was full."""
     lines = Path("/proc/net/netstat").read_text().splitlines()

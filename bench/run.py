@@ -1,14 +1,18 @@
-"""hookd's benchmark, in one command: `python bench/run.py` (about 80 s, plus 50 s per extra --sync).
+"""hookd's benchmark, in one command: `python bench/run.py` (a few minutes; --phases picks some).
 
 It starts the fake model (tests/fake_llm.py), then, each as its own process on 127.0.0.1:
 
-1. accepts: the bare aiohttp handler (bench/bare.py) and hookd's webhook, side by side,
-   under the same load (bench/load.py, --connections at once, --duration-s), in
-   alternating order (bare, hookd, hookd, bare, …); each keeps its best round;
-2. end to end: --e2e-tasks webhooks to a fresh hookd whose agent's model answers at once,
-   timed from the first request until every task is final;
-3. slow model: --slow-runs webhooks at once to a fresh hookd with --slow-workers workers,
-   the model answering after 2 s; wall time until all are final, and hookd's peak RSS.
+accepts  the bare aiohttp handler (bench/bare.py) and hookd's webhook, side by side under the
+         same load (bench/load.py, --connections at once, --duration-s), in alternating
+         order, --rounds each; hookd on an empty database and on one of 1,000,000 tasks.
+status   GET /api/task_status against the bare GET handler, and hookd on a database of
+         1,000 tasks and on the one of 1,000,000, the same way.
+e2e      --e2e-tasks webhooks to a fresh hookd whose agent's model answers at once, timed
+         from the first request until every task is final.
+slow     --slow-runs webhooks as fast as hookd takes them, --slow-workers workers, the
+         model answering after 2 s; wall time until all are final, and hookd's peak RSS.
+startup  hookd started on a database holding 100,000 PENDING tasks: time until
+         /api/health answers, and its memory then, against an empty database.
 
 hookd's server process gets one core to itself; the load generator, the fake model and this
 script share the other(s). The table goes to stdout, everything measured to
@@ -31,12 +35,15 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from procs import Fleet, Meter, Proc, free_port, pin, split_cores
+import dbs
+from procs import Fleet, Meter, Proc, free_port, pin, split_cores, wait_quiet
 from report import (
     Row,
     accept_rows,
@@ -49,27 +56,35 @@ from report import (
     save,
     seconds,
     slow_rows,
+    startup_rows,
+    status_rows,
     summary,
 )
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_PATH = REPO / "bench" / "results" / "latest.json"
 ADMIN_KEY = "bench-admin-key-not-a-secret"
+WEBHOOK_PATH = "/api/webhooks/agents/"
 
 INSTANT_MODEL = "ok"  # tests/fake_llm.py: the model name picks the behaviour
 SLOW_MODEL_S = 2.0
+HELD_MODEL = "sleep=3600"  # runs that never finish during a measurement: workers stay out of it
+BIG_TASKS = 1_000_000
+SMALL_TASKS = 1_000
+QUEUED_TASKS = 100_000
+STATUS_IDS = 10_000
+ACCEPT_MAX_PENDING = 10_000_000  # the accept rounds queue more than the default 100,000
 
 POLL_S = 0.05
 STALL_S = 5.0  # no task finished for this long: check whether hookd still answers
+PHASES = ("accepts", "status", "e2e", "slow", "startup")
 
 # urllib would send 127.0.0.1 through an http_proxy from the environment.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def http_json(method: str, url: str, body: Any = None, timeout_s: float = 5.0) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN_KEY}"}
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+def http_json(method: str, url: str, timeout_s: float = 5.0) -> tuple[int, Any]:
+    request = urllib.request.Request(url, method=method, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
     try:
         with _opener.open(request, timeout=timeout_s) as response:
             return response.status, json.loads(response.read())
@@ -82,13 +97,9 @@ class Hookd:
     proc: Proc
     db: Path
 
-    def create_agent(self, model: str) -> str:
-        """The webhook URL of a new agent using `model`."""
-        body = {"name": "bench", "prompt": "Be brief.", "llm": {"model": model}}
-        status, agent = http_json("POST", self.proc.url + "/api/agents", body)
-        if status != 201:
-            raise RuntimeError(f"creating the agent answered {status}: {agent}")
-        return str(agent["webhook_url"])
+    @property
+    def webhook_url(self) -> str:
+        return self.proc.url + WEBHOOK_PATH + dbs.TOKEN
 
     def answers(self) -> bool:
         """Whether /api/health answers within 3 s: a stuck event loop answers nothing."""
@@ -132,9 +143,22 @@ class Bench:
         self._serial = itertools.count(1)
         self.fake_url = ""
         self.rss_limit_kb = args.rss_limit_mb * 1024
+        self._big: dbs.BenchDb | None = None
 
     def say(self, text: str) -> None:
         print(text, flush=True)
+
+    # -- databases ---------------------------------------------------------------------
+
+    def fresh_db(self, label: str, model: str, tasks: int = 0, status: str = "SUCCESS") -> dbs.BenchDb:
+        path = self.tmp_dir / f"{next(self._serial):02d}-{label}.db"
+        return dbs.prepared(path, tasks, status, model, say=self.say)
+
+    def big_db(self) -> dbs.BenchDb:
+        """The 1,000,000-task database, copied once per run and trimmed back after each use."""
+        if self._big is None:
+            self._big = dbs.prepared(self.tmp_dir / "big.db", BIG_TASKS, "SUCCESS", HELD_MODEL, say=self.say)
+        return self._big
 
     # -- processes ---------------------------------------------------------------------
 
@@ -152,9 +176,9 @@ class Bench:
         self.fake = proc
         self.fake_url = proc.url + "/v1"
 
-    def start_hookd(self, label: str, *, workers: int, sync: str) -> Hookd:
-        name = f"{next(self._serial):02d}-{label}"
-        port, db = free_port(), self.tmp_dir / f"{name}.db"
+    def spawn_hookd(
+        self, label: str, db: Path, *, workers: int, sync: str, max_pending: int | None = None
+    ) -> Proc:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKD_")}
         env |= {
             "HOOKD_ADMIN_KEY": ADMIN_KEY,
@@ -162,13 +186,22 @@ class Bench:
             "HOOKD_LLM_BASE_URL": self.fake_url,
             "HOOKD_SHUTDOWN_GRACE_S": "0",  # between phases, stop at once
         }
+        port = free_port()
         argv = [sys.executable, "server.py", "--port", str(port), "--db", str(db)]
         argv += ["--workers", str(workers), "--sync", sync]
+        if max_pending is not None:
+            argv += ["--max-pending", str(max_pending)]
         proc = Proc(
             f"hookd {label}", argv, cwd=REPO, env=env, log_path=db.with_suffix(".log"),
             cores=self.server_cores, port=port,
         )  # fmt: skip
-        self.fleet.start(proc).wait_listening()
+        return self.fleet.start(proc)
+
+    def start_hookd(
+        self, label: str, db: Path, *, workers: int, sync: str, max_pending: int | None = None
+    ) -> Hookd:
+        proc = self.spawn_hookd(label, db, workers=workers, sync=sync, max_pending=max_pending)
+        proc.wait_listening()
         return Hookd(proc, db)
 
     def start_bare(self) -> Proc:
@@ -230,6 +263,16 @@ class Bench:
         result["server_note"] = server_note
         return result
 
+    def sustained(self, url: str, server: Proc, client: str, get_ids: Path | None = None) -> dict[str, Any]:
+        a = self.args
+        options = ["--client", client, "--connections", str(a.connections)]
+        options += ["--duration-s", str(a.duration_s), "--warmup-s", str(a.warmup_s)]
+        if get_ids is not None:
+            options += ["--get-ids", str(get_ids)]
+        meter = self.meter(server)
+        result = self.load(url, server, *options)
+        return result | meter.stop()
+
     def wait_final(self, hookd: Hookd, timeout_s: float) -> str:
         """Wait until every task in the database is final; "" then, else why it stopped waiting."""
         deadline_s = time.monotonic() + timeout_s
@@ -253,61 +296,109 @@ class Bench:
                     return f"gave up after {timeout_s:g} s with {count} of {expected} tasks final"
                 time.sleep(POLL_S)
 
+    def settle(self) -> None:
+        """Before a measurement: with --quiet-wait-s, wait for other processes to calm down."""
+        if self.args.quiet_wait_s > 0:
+            started_s = time.monotonic()
+            busy_pct = wait_quiet(self.args.quiet_wait_s)
+            if time.monotonic() - started_s > 1.5:
+                self.say(
+                    f"  (waited {time.monotonic() - started_s:.0f} s for a quiet machine: {busy_pct:.0f}% busy)"
+                )
+
+    def rounds(self, targets: dict[str, Callable[[], dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+        """--rounds of each target, in alternating order (a, b, c, c, b, a, …)."""
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+        names = list(targets)
+        for round_ in range(self.args.rounds):
+            for name in names if round_ % 2 == 0 else reversed(names):
+                self.settle()
+                results[name].append(result := targets[name]())
+                self.say(
+                    f"  {name:18} {per_s(result['rps']):>9}  {latencies(result)}  errors {result['errors']}"
+                    f"  (CPU: server {result['server_cpu_pct']:.0f}%,"
+                    f" {result['server_cpu_us_per_ok'] or 0:.0f} µs per answer;"
+                    f" load client {result['client_cpu_pct']:.0f}%; {machine(result)})"
+                    + (f"  !! {result['server_note']}" if result["server_note"] else "")
+                )
+        return results
+
     # -- phases ------------------------------------------------------------------------
 
-    def accept_round(self, target: str) -> dict[str, Any]:
-        a = self.args
-        options = ["--connections", str(a.connections), "--duration-s", str(a.duration_s)]
-        options += ["--warmup-s", str(a.warmup_s)]
-        if target == "bare":
-            proc = self.start_bare()
-            meter = self.meter(proc)
-            result = self.load(proc.url + "/api/webhooks/agents/" + "x" * 43, proc, *options)
-            result |= meter.stop()
-            self.stop(proc)
-        else:
-            sync = target.removeprefix("hookd-")
-            hookd = self.start_hookd(target, workers=a.accept_workers, sync=sync)
-            url = hookd.create_agent(INSTANT_MODEL)
-            meter = self.meter(hookd.proc)
-            result = self.load(url, hookd.proc, *options)
-            result |= meter.stop()
-            stuck = bool(result["server_note"]) or not hookd.proc.alive() or not hookd.answers()
-            if stuck and not result["server_note"]:
-                result["server_note"] = "hookd stopped answering (/api/health timed out)"
-            window_start = result["window_start_epoch_s"]
-            (result["runs_finished_in_window"],) = hookd.query_one(
-                "SELECT count(*) FROM tasks WHERE finished_at BETWEEN ? AND ?",
-                (window_start, window_start + a.duration_s),
-            )
-            self.stop(hookd.proc, stuck=stuck)
-        self.say(
-            f"  {target:12} {per_s(result['rps']):>9}  {latencies(result)}  errors {result['errors']}"
-            f"  (CPU: server {result['server_cpu_pct']:.0f}%, load client {result['client_cpu_pct']:.0f}%;"
-            f" {machine(result)})" + (f"  !! {result['server_note']}" if result["server_note"] else "")
-        )
+    def bare_round(self, path: str, client: str, get_ids: Path | None = None) -> dict[str, Any]:
+        proc = self.start_bare()
+        result = self.sustained(proc.url + path, proc, client, get_ids)
+        self.stop(proc)
         return result
 
-    def accepts(self) -> dict[str, list[dict[str, Any]]]:
-        targets = ["bare", *(f"hookd-{mode}" for mode in self.args.sync)]
+    def hookd_round(
+        self, label: str, db: Path, sync: str, client: str, get_ids: Path | None = None
+    ) -> dict[str, Any]:
+        """One measurement of a hookd on `db`; its agent's runs are held (the model never answers
+        in time), so the 8 workers take no CPU from the requests measured."""
+        hookd = self.start_hookd(label, db, workers=8, sync=sync, max_pending=ACCEPT_MAX_PENDING)
+        url = hookd.webhook_url if get_ids is None else hookd.proc.url + "/api/task_status"
+        result = self.sustained(url, hookd.proc, client, get_ids)
+        stuck = bool(result["server_note"]) or not hookd.proc.alive() or not hookd.answers()
+        if stuck and not result["server_note"]:
+            result["server_note"] = "hookd stopped answering (/api/health timed out)"
+        self.stop(hookd.proc, stuck=stuck)
+        return result
+
+    def accepts(self, client: str) -> dict[str, list[dict[str, Any]]]:
+        a = self.args
         self.say(
-            f"[1/3] webhook accepts at {self.args.connections} connections,"
-            f" {self.args.duration_s:g} s each, {self.args.rounds} rounds"
+            f"[accepts] webhooks at {a.connections} connections, {client} client, {a.duration_s:g} s each,"
+            f" {a.rounds} rounds; hookd's runs held back"
         )
-        results: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
-        for round_ in range(self.args.rounds):
-            for target in targets if round_ % 2 == 0 else reversed(targets):
-                results[target].append(self.accept_round(target))
-        return results
+        big = self.big_db()
+
+        def on_big() -> dict[str, Any]:
+            try:
+                return self.hookd_round("accepts-1m", big.path, a.sync[0], client)
+            finally:
+                dbs.trim(big.path, keep_rowids=BIG_TASKS)  # the next round finds 1,000,000 again
+
+        targets: dict[str, Callable[[], dict[str, Any]]] = {
+            "bare": partial(self.bare_round, WEBHOOK_PATH + "x" * 43, client)
+        }
+        for sync in a.sync:
+            targets[f"hookd sync={sync}"] = partial(self.accepts_on_empty, sync, client)
+        targets[f"hookd 1M sync={a.sync[0]}"] = on_big
+        return self.rounds(targets)
+
+    def accepts_on_empty(self, sync: str, client: str) -> dict[str, Any]:
+        db = self.fresh_db(f"accepts-{sync}", HELD_MODEL)
+        return self.hookd_round(f"accepts-{sync}", db.path, sync, client)
+
+    def status(self, client: str) -> dict[str, list[dict[str, Any]]]:
+        a = self.args
+        self.say(
+            f"[status] GET /api/task_status at {a.connections} connections, {client} client,"
+            f" {a.duration_s:g} s each, {a.rounds} rounds"
+        )
+        big = self.big_db()
+        small = self.fresh_db("status-small", HELD_MODEL, SMALL_TASKS)
+        big_ids, small_ids = self.tmp_dir / "big-ids.txt", self.tmp_dir / "small-ids.txt"
+        big_ids.write_text("\n".join(dbs.sample_ids(big.path, STATUS_IDS)) + "\n")
+        small_ids.write_text("\n".join(dbs.sample_ids(small.path, STATUS_IDS)) + "\n")
+        sync = a.sync[0]
+        return self.rounds(
+            {
+                "bare GET": partial(self.bare_round, "/api/task_status", client, small_ids),
+                f"hookd {SMALL_TASKS:,} tasks": partial(
+                    self.hookd_round, "status-small", small.path, sync, client, small_ids
+                ),
+                "hookd 1M tasks": partial(self.hookd_round, "status-1m", big.path, sync, client, big_ids),
+            }
+        )
 
     def end_to_end(self, sync: str) -> dict[str, Any]:
         a = self.args
-        self.say(
-            f"[2/3] end to end, sync={sync}: {a.e2e_tasks} webhooks, instant model, {a.e2e_workers} workers"
-        )
+        self.say(f"[e2e] sync={sync}: {a.e2e_tasks} webhooks, instant model, {a.e2e_workers} workers")
         result = self._burst(
             f"e2e-{sync}", sync, workers=a.e2e_workers, model=INSTANT_MODEL, connections=a.connections,
-            requests=a.e2e_tasks, deadline_s=30, timeout_s=10, final_within_s=120,
+            requests=a.e2e_tasks, deadline_s=60, timeout_s=10, final_within_s=120,
         )  # fmt: skip
         self.say(
             f"  accepts {per_s(result['rps'])}, tasks {per_s(result['tasks_per_s'])}:"
@@ -319,13 +410,14 @@ class Bench:
     def slow_runs(self, sync: str) -> dict[str, Any]:
         a = self.args
         self.say(
-            f"[3/3] slow model, sync={sync}: {a.slow_runs} webhooks at once ({a.slow_connections}"
-            f" connections), model answers after {SLOW_MODEL_S:g} s, {a.slow_workers} workers"
+            f"[slow] sync={sync}: {a.slow_runs} webhooks over {a.slow_connections} connections,"
+            f" model answers after {SLOW_MODEL_S:g} s, {a.slow_workers} workers"
         )
+        ideal_s = SLOW_MODEL_S * -(-a.slow_runs // a.slow_workers)
         result = self._burst(
             f"slow-{sync}", sync, workers=a.slow_workers, model=f"sleep={SLOW_MODEL_S:g}",
-            connections=a.slow_connections, requests=a.slow_runs, deadline_s=20, timeout_s=20,
-            final_within_s=60,
+            connections=a.slow_connections, requests=a.slow_runs, deadline_s=ideal_s + 60, timeout_s=ideal_s + 30,
+            final_within_s=ideal_s + 60,
         )  # fmt: skip
         self.say(
             f"  wall {seconds(result['wall_s'])}, peak RSS {result['peak_rss_mb'] or 0:.0f} MB:"
@@ -340,12 +432,13 @@ class Bench:
     ) -> dict[str, Any]:  # fmt: skip
         """A fresh hookd whose agent uses `model`, sent `requests` webhooks as fast as it takes
         them; measured until every task is final, then stopped."""
-        hookd = self.start_hookd(name, workers=workers, sync=sync)
-        url = hookd.create_agent(model)
+        db = self.fresh_db(name, model)
+        self.settle()
+        hookd = self.start_hookd(name, db.path, workers=workers, sync=sync)
         idle_rss_kb = hookd.proc.memory_kb("VmRSS")
         meter = self.meter(hookd.proc)
         result = self.load(
-            url, hookd.proc, "--connections", str(connections), "--requests", str(requests),
+            hookd.webhook_url, hookd.proc, "--connections", str(connections), "--requests", str(requests),
             "--deadline-s", str(deadline_s), "--timeout-s", str(timeout_s),
         )  # fmt: skip
         result["wait_note"] = result["server_note"] or self.wait_final(hookd, timeout_s=final_within_s)
@@ -367,6 +460,43 @@ class Bench:
             "peak_rss_mb": peak_rss_kb / 1024 if peak_rss_kb else None,
             "last_start_after_s": (totals["last_started_epoch_s"] or first_send) - first_send,
         }
+
+    def startup(self) -> dict[str, list[dict[str, Any]]]:
+        a = self.args
+        self.say(f"[startup] hookd on {QUEUED_TASKS:,} PENDING tasks and on none, {a.rounds} rounds")
+        results: dict[str, list[dict[str, Any]]] = {"empty": [], "queued": []}
+        for round_ in range(a.rounds):
+            for label in ("empty", "queued") if round_ % 2 == 0 else ("queued", "empty"):
+                tasks = QUEUED_TASKS if label == "queued" else 0
+                db = self.fresh_db(f"startup-{label}", HELD_MODEL, tasks, "PENDING")
+                self.settle()
+                results[label].append(result := self.start_once(label, db.path))
+                self.say(
+                    f"  {label:7} /api/health after {seconds(result['ready_s'])},"
+                    f" RSS then {result['rss_mb']:.0f} MB, peak {result['peak_rss_mb']:.0f} MB"
+                    f" ({machine(result)})"
+                )
+        return results
+
+    def start_once(self, label: str, db: Path) -> dict[str, Any]:
+        """Start hookd on `db`; seconds until /api/health answers, and its memory then and a second on."""
+        started_s = time.monotonic()
+        proc = self.spawn_hookd(f"startup-{label}", db, workers=8, sync=self.args.sync[0])
+        meter = Meter(self.cores, [proc])
+        ready_s = None
+        while time.monotonic() - started_s < 30 and proc.alive():
+            with contextlib.suppress(OSError, ValueError):
+                if http_json("GET", f"http://127.0.0.1:{proc.port}/api/health", timeout_s=1.0)[0] == 200:
+                    ready_s = time.monotonic() - started_s
+                    break
+            time.sleep(0.005)
+        rss_kb = proc.memory_kb("VmRSS") or 0
+        time.sleep(1.0)  # the dispatcher's first claims, the first safety poll
+        peak_kb = proc.memory_kb("VmHWM") or 0
+        result = {"ready_s": ready_s, "rss_mb": rss_kb / 1024, "peak_rss_mb": peak_kb / 1024}
+        result |= meter.stop()
+        self.stop(proc)
+        return result
 
 
 def environment(tmp_dir: Path, bench: Bench) -> dict[str, Any]:
@@ -395,26 +525,45 @@ def environment(tmp_dir: Path, bench: Bench) -> dict[str, Any]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--duration-s", type=float, default=10.0, help="per accept measurement")
-    parser.add_argument("--warmup-s", type=float, default=1.0, help="before each accept measurement")
-    parser.add_argument("--connections", type=int, default=64, help="for accepts and end to end")
-    parser.add_argument("--rounds", type=int, default=3, help="accept rounds, alternating the order")
+    parser.add_argument(
+        "--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}"
+    )
+    parser.add_argument("--duration-s", type=float, default=4.0, help="per accept and status measurement")
+    parser.add_argument("--warmup-s", type=float, default=1.0, help="before each of those")
+    parser.add_argument("--connections", type=int, default=64, help="for accepts, status and e2e")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="of accepts, status and startup; the median counts"
+    )
+    parser.add_argument(
+        "--clients",
+        nargs="+",
+        choices=("aiohttp", "raw"),
+        default=["aiohttp", "raw"],
+        help="load clients for accepts and status, each a full set of rounds",
+    )
     parser.add_argument(
         "--sync", nargs="+", choices=("full", "normal"), default=["full"], help="HOOKD_SYNC values to run"
     )
-    parser.add_argument("--accept-workers", type=int, default=8, help="HOOKD_WORKERS for accepts")
+    parser.add_argument("--repeats", type=int, default=1, help="of e2e and slow; the median counts")
     parser.add_argument("--e2e-tasks", type=int, default=5000)
     parser.add_argument("--e2e-workers", type=int, default=8, help="HOOKD_WORKERS end to end")
-    parser.add_argument("--slow-runs", type=int, default=1000)
+    parser.add_argument("--slow-runs", type=int, default=10_000)
     parser.add_argument("--slow-workers", type=int, default=1000, help="HOOKD_WORKERS for slow runs")
     parser.add_argument("--slow-connections", type=int, default=1000)
     parser.add_argument(
-        "--phases", default="accepts,e2e,slow", help="comma-separated subset of accepts,e2e,slow"
+        "--quiet-wait-s",
+        type=float,
+        default=0.0,
+        help="before each measurement, wait up to this long for the machine to be under 10%% busy",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     parser.add_argument("--rss-limit-mb", type=int, default=1024, help="kill a server growing past this")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the databases and server logs")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    unknown = set(args.phases.split(",")) - set(PHASES)
+    if unknown:
+        parser.error(f"unknown phases {sorted(unknown)}; choose from {', '.join(PHASES)}")
+    return args
 
 
 def main(argv: list[str]) -> None:
@@ -437,16 +586,22 @@ def main(argv: list[str]) -> None:
                 f" databases on {meta['db_filesystem']}, load average {meta['loadavg_at_start'][0]:.2f}"
             )
             bench.start_fake()
-            if "accepts" in phases:
-                raw["accepts"] = bench.accepts()
-                rows += accept_rows(raw["accepts"], args.connections)
+            for client in args.clients if "accepts" in phases else []:
+                raw[f"accepts-{client}"] = result = bench.accepts(client)
+                rows += accept_rows(result, args.connections, client)
+            for client in args.clients if "status" in phases else []:
+                raw[f"status-{client}"] = result = bench.status(client)
+                rows += status_rows(result, args.connections, client)
             for sync in args.sync:
                 if "e2e" in phases:
-                    raw[f"e2e-{sync}"] = result = bench.end_to_end(sync)
-                    rows += end_to_end_rows(result, sync, args.e2e_tasks)
+                    raw[f"e2e-{sync}"] = results = [bench.end_to_end(sync) for _ in range(args.repeats)]
+                    rows += end_to_end_rows(results, sync, args.e2e_tasks)
                 if "slow" in phases:
-                    raw[f"slow-{sync}"] = result = bench.slow_runs(sync)
-                    rows += slow_rows(result, sync, args.slow_runs, SLOW_MODEL_S)
+                    raw[f"slow-{sync}"] = results = [bench.slow_runs(sync) for _ in range(args.repeats)]
+                    rows += slow_rows(results, sync, args.slow_runs, args.slow_workers, SLOW_MODEL_S)
+            if "startup" in phases:
+                raw["startup"] = bench.startup()
+                rows += startup_rows(raw["startup"], QUEUED_TASKS)
             rows += noise_rows(raw)
     finally:
         if args.keep_tmp:

@@ -20,7 +20,7 @@ from typing import Any
 from agents.agent import Agent
 from agents.providers import ModelError
 from agents.run import RunContext
-from errors import NotFound, StorageUnavailable
+from errors import StorageUnavailable
 from tasks.events import TaskEvent, TaskEvents
 from tasks.store import Store, Task
 
@@ -70,6 +70,10 @@ class WorkerPool:
         self.queue_depth = 0
         self._counted_at = 0.0
         self._running: dict[str, asyncio.Task[None]] = {}
+        # Runs still waiting for their model: these hold the `workers` slots. A run whose
+        # outcome is known gives its slot back before its final write commits, so the claim
+        # of the next task can share that commit instead of waiting for it.
+        self._at_model: set[str] = set()
         self._finishing: set[asyncio.Task[Any]] = set()
         self._cancelled: set[str] = set()  # running tasks the admin cancelled
         self._wakeup = asyncio.Event()
@@ -152,7 +156,7 @@ class WorkerPool:
             # Clear before looking: a notify() or a finished run that lands after this
             # point leads to one more pass instead of being lost.
             self._wakeup.clear()
-            free = self.workers - len(self._running)
+            free = self.workers - len(self._at_model)
             if free > 0:
                 try:
                     claimed = await self._store.claim_batch(free)
@@ -160,9 +164,13 @@ class WorkerPool:
                     log.exception("claiming tasks failed; trying again in %g s", self._poll_interval_s)
                     claimed = []
                 self.queue_depth = max(0, self.queue_depth - len(claimed))
-                for task in claimed:
+                for task, agent in ((c.task, c.agent) for c in claimed):
                     self.events.publish(TaskEvent(task.id, task.agent_id, "STARTED", task.attempts))
-                    self._running[task.id] = asyncio.create_task(self._run(task), name=f"hookd-run-{task.id}")
+                    self._at_model.add(task.id)
+                    run = asyncio.create_task(self._run(task, agent), name=f"hookd-run-{task.id}")
+                    # Also when the run is cancelled before its first step (its finally never runs).
+                    run.add_done_callback(partial(self._release_slot, task.id))
+                    self._running[task.id] = run
                 if claimed and len(claimed) == free:
                     continue  # the queue may hold more; claim again once a slot frees
             if time.monotonic() - self._counted_at > QUEUE_RECOUNT_S:
@@ -179,21 +187,29 @@ class WorkerPool:
         except Exception:
             log.exception("counting the queue failed")
 
-    async def _run(self, task: Task) -> None:
+    async def _run(self, task: Task, agent: Agent) -> None:
         started = time.monotonic()
         try:
             try:
-                outcome = await self._execute(task)
+                outcome = await self._execute(task, agent)
             except asyncio.CancelledError:
+                self._release_slot(task.id)
                 if task.id not in self._cancelled:  # shutdown: this attempt does not count
                     await self._final_write(task, lambda: self._requeue(task))
                 raise
             elapsed_s = time.monotonic() - started
+            self._release_slot(task.id)
             await self._final_write(task, lambda: self._record(task, outcome, elapsed_s))
         finally:
+            self._release_slot(task.id)
             self._running.pop(task.id, None)
             self._cancelled.discard(task.id)
-            self._wakeup.set()  # a slot, and maybe an agent's concurrency, is free
+            self._wakeup.set()  # the task is final: its agent's max_concurrency has room again
+
+    def _release_slot(self, task_id: str, _: object = None) -> None:
+        if task_id in self._at_model:
+            self._at_model.discard(task_id)
+            self._wakeup.set()  # claim the next task now: its claim joins this run's final write
 
     async def _final_write(self, task: Task, write: Callable[[], Awaitable[Any]]) -> None:
         """Write a run's final state, even if the run is cancelled meanwhile (shielded), and
@@ -232,13 +248,7 @@ class WorkerPool:
                 }
                 write = partial(self._finish, task, "FAILURE", failure, None)
 
-    async def _execute(self, task: Task) -> _Outcome:
-        if task.agent_id is None:
-            return _Outcome("FAILURE", {"error": "The task's agent was deleted.", "type": "agent_deleted"})
-        try:
-            agent = await self._store.get_agent(task.agent_id)
-        except NotFound:
-            return _Outcome("FAILURE", {"error": "The task's agent was deleted.", "type": "agent_deleted"})
+    async def _execute(self, task: Task, agent: Agent) -> _Outcome:
         run = RunContext(task.id, task.payload, task.attempts)
         try:
             async with asyncio.timeout(agent.timeout_s):

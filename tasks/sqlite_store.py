@@ -1,8 +1,10 @@
-"""The SQLite store: one file, one writer connection, one reader connection.
+"""The SQLite store: one file, one writer connection, two reader connections.
 
 Writes are plain functions handed to the `Writer` (tasks/sqlite_writer.py), which applies
 them with group commit; each method returns after its write is committed. Reads use their
-own aiosqlite connection; in WAL mode they never wait for the writer.
+own aiosqlite connection; in WAL mode they never wait for the writer. A task looked up by id
+(the status poll, hookd's most frequent read) is read on the event loop's own thread instead:
+a primary-key lookup takes microseconds, less than the hop to a reader thread and back.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from tasks.sqlite_writer import WriteOp, Writer
 from tasks.store import (
     IDEMPOTENCY_WINDOW_S,
     STATUSES,
+    Claim,
     Enqueued,
     Recovery,
     Task,
@@ -41,6 +44,10 @@ log = logging.getLogger("hookd.store")
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
+# Task lookups by id read the file through a memory map: on a large database most lookups miss
+# SQLite's own page cache, and a mapped page costs no read() call and no copy. Only pages
+# looked at are touched; they stay the kernel's page cache, shared and reclaimable.
+POINT_READ_MMAP_BYTES = 1 << 30
 
 # How far down the queue a claim looks for tasks whose agent has room under its
 # max_concurrency: a few rows per free slot, so a claim for one slot stays cheap on a deep
@@ -53,6 +60,7 @@ TASK_COLUMNS = (
     "id, agent_id, status, payload, result, last_error, attempts, max_attempts,"
     " run_after, created_at, started_at, finished_at"
 )
+GET_TASK_SQL = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
 AGENT_COLUMNS = (
     "id, name, description, prompt, input_template, llm, max_attempts, timeout_s,"
     " max_concurrency, rate_limit, status, created_at, updated_at, signature_type, signature_secret,"
@@ -104,6 +112,23 @@ WHERE rowid IN (
 )
 RETURNING {TASK_COLUMNS}
 """
+
+
+# The claim when no active agent has a max_concurrency (the common case): the first runnable
+# tasks in queue order, without CLAIM_SQL's window over a scan of the queue.
+CLAIM_UNLIMITED_SQL = f"""
+UPDATE tasks
+SET status = 'STARTED', attempts = attempts + 1, started_at = :now, last_error = NULL
+WHERE rowid IN (
+    SELECT rowid FROM tasks INDEXED BY tasks_queue
+    WHERE status IN ('PENDING', 'RETRY') AND run_after <= :now
+      AND agent_id IN (SELECT id FROM agents WHERE status = 'active')
+    ORDER BY run_after, rowid
+    LIMIT :limit
+)
+RETURNING {TASK_COLUMNS}
+"""
+ANY_LIMITED_AGENT_SQL = "SELECT 1 FROM agents WHERE max_concurrency IS NOT NULL AND status = 'active' LIMIT 1"
 
 
 def _json_or_none(text: str | None) -> Any:
@@ -189,6 +214,7 @@ class SQLiteStore(SQLiteDeliveries, SQLiteKnowledge):  # sources and chunks: tas
         self.path = str(Path(path).expanduser())
         self.sync = sync
         self._reader: aiosqlite.Connection | None = None
+        self._point_reader: sqlite3.Connection | None = None  # the event loop's thread only
         self._writer: Writer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -227,7 +253,17 @@ class SQLiteStore(SQLiteDeliveries, SQLiteKnowledge):  # sources and chunks: tas
         except BaseException:
             await writer.close()
             raise
-        self._writer, self._reader = writer, reader
+        try:
+            # No busy timeout: a point read never sleeps on the event loop; one that would wait
+            # (e.g. while another process recovers the WAL) goes to the reader thread instead.
+            point_reader = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+            point_reader.execute("PRAGMA query_only = ON")
+            point_reader.execute(f"PRAGMA mmap_size = {POINT_READ_MMAP_BYTES}")
+        except BaseException:
+            await reader.close()
+            await writer.close()
+            raise
+        self._writer, self._reader, self._point_reader = writer, reader, point_reader
 
     def _set_up(self, conn: sqlite3.Connection) -> None:
         """WAL, and the newest schema (on the writer thread)."""
@@ -240,7 +276,9 @@ class SQLiteStore(SQLiteDeliveries, SQLiteKnowledge):  # sources and chunks: tas
             await self._writer.close()
         if self._reader is not None:
             await self._reader.close()
-        self._writer = self._reader = None
+        if self._point_reader is not None:
+            self._point_reader.close()
+        self._writer = self._reader = self._point_reader = None
 
     async def _write(self, op: WriteOp[T]) -> T:
         assert self._writer is not None, "store is not open"
@@ -400,7 +438,11 @@ class SQLiteStore(SQLiteDeliveries, SQLiteKnowledge):  # sources and chunks: tas
         return await self._write(op)
 
     async def get_task(self, task_id: str) -> Task | None:
-        rows = await self._read(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+        assert self._point_reader is not None, "store is not open"
+        try:
+            rows = self._point_reader.execute(GET_TASK_SQL, (task_id,)).fetchall()
+        except sqlite3.OperationalError:  # busy: wait for the database on the reader thread
+            rows = await self._read(GET_TASK_SQL, (task_id,))
         return _task(rows[0]) if rows else None
 
     async def list_tasks(
@@ -437,14 +479,24 @@ class SQLiteStore(SQLiteDeliveries, SQLiteKnowledge):  # sources and chunks: tas
         )
         return dict.fromkeys(STATUSES, 0) | {status: int(count) for status, count in rows}
 
-    async def claim_batch(self, limit: int) -> list[Task]:
+    async def claim_batch(self, limit: int) -> list[Claim]:
         scan = min(max(limit * CLAIM_SCAN_ROWS_PER_SLOT, CLAIM_SCAN_ROWS_MIN), CLAIM_SCAN_ROWS_MAX)
         params = {"now": time.time(), "limit": limit, "scan": scan}
 
-        def op(conn: sqlite3.Connection) -> Any:
-            return conn.execute(CLAIM_SQL, params).fetchall()
+        def op(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+            limited = conn.execute(ANY_LIMITED_AGENT_SQL).fetchall()
+            tasks = conn.execute(CLAIM_SQL if limited else CLAIM_UNLIMITED_SQL, params).fetchall()
+            # The claim joined each task's agent as active, in this transaction: it exists.
+            agent_ids = list({row[1] for row in tasks})
+            agents = conn.execute(
+                f"SELECT {AGENT_COLUMNS} FROM agents WHERE id IN ({', '.join('?' * len(agent_ids))})",
+                agent_ids,
+            ).fetchall()
+            return tasks, agents
 
-        return [_task(r) for r in await self._write(op)]
+        task_rows, agent_rows = await self._write(op)
+        agents = {row[0]: _agent(row) for row in agent_rows}
+        return [Claim(_task(row), agents[row[1]]) for row in task_rows]
 
     async def _update_started(self, task_id: str, assignments: str, params: dict[str, Any]) -> bool:
         sql = f"UPDATE tasks SET {assignments} WHERE id = :id AND status = 'STARTED'"

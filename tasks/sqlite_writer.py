@@ -90,9 +90,9 @@ class Writer:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((op, future))
         self._wakeup.set()
-        # Shielded: a caller cancelled mid-commit must not abandon a write the writer
-        # will still apply; the write's outcome stays with the future.
-        return await asyncio.shield(future)
+        # A caller cancelled meanwhile cancels only its future: the write stays queued and
+        # is applied all the same (the writer skips answering a cancelled future).
+        return await future
 
     async def _in_thread(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
@@ -101,6 +101,10 @@ class Writer:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            # One more turn of the event loop first: the callbacks already due in it (other
+            # requests, a run that just ended and the claim of the next task) submit their
+            # writes into this transaction rather than the next one.
+            await asyncio.sleep(0)
             while self._pending:
                 batch = self._pending[:MAX_BATCH_OPS]
                 del self._pending[:MAX_BATCH_OPS]

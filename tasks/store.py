@@ -66,6 +66,14 @@ class Task:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A task just moved to STARTED, with its agent as it was in the same transaction."""
+
+    task: Task
+    agent: Agent
+
+
+@dataclass(frozen=True)
 class Enqueued:
     """The task an idempotent webhook request answers with."""
 
@@ -227,8 +235,9 @@ class Store(ABC):
         every metrics scrape, so it must come from an index, without reading the rows."""
 
     @abstractmethod
-    async def claim_batch(self, limit: int) -> list[Task]:
-        """Atomically move up to `limit` runnable tasks to STARTED (counting an attempt).
+    async def claim_batch(self, limit: int) -> list[Claim]:
+        """Atomically move up to `limit` runnable tasks to STARTED (counting an attempt), each
+        returned with its agent (so a run needs no read of its own before it starts).
 
         Runnable: PENDING or RETRY, due, of an active agent, and within the agent's
         max_concurrency counting the tasks already running.

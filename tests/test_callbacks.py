@@ -372,7 +372,7 @@ async def test_tasks_ended_by_recovery_or_cancel_get_a_delivery_in_the_same_writ
         await store.create_agent(fields, b"h" * 32)
         interrupted, cancelled = await store.enqueue(b"h" * 32, "{}"), await store.enqueue(b"h" * 32, "{}")
         assert interrupted and cancelled
-        assert [t.id for t in await store.claim_batch(1)] == [interrupted]  # then hookd "dies"
+        assert [c.task.id for c in await store.claim_batch(1)] == [interrupted]  # then hookd "dies"
         assert (await store.recover_interrupted()).failed == 1
         await store.cancel(cancelled)
         for task_id in (interrupted, cancelled):

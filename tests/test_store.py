@@ -75,7 +75,8 @@ async def test_claim_counts_an_attempt_and_finish_is_guarded(store: SQLiteStore)
     assert await store.enqueue(b"x" * 32, "{}") is None  # no agent has that token
     task_id = await store.enqueue(b"h" * 32, '{"q": 1}')
     (claimed,) = await store.claim_batch(10)
-    assert (claimed.id, claimed.status, claimed.attempts) == (task_id, "STARTED", 1)
+    assert (claimed.task.id, claimed.task.status, claimed.task.attempts) == (task_id, "STARTED", 1)
+    assert claimed.agent.name == "a"
     assert await store.claim_batch(10) == []
     await store.cancel(task_id)
     assert await store.finish(task_id, "SUCCESS", {"answer": "late"}) is False  # cancel won
