@@ -1,4 +1,5 @@
-"""The HTTP edge: the one error body, admin auth, request bodies, and a token-free access log.
+"""The HTTP edge: the one error body, request timing, admin auth, request bodies, and a
+token-free access log.
 
 Domain errors (errors.py) and aiohttp's own HTTP errors become
 `{"success": false, "message": "…"}` here and nowhere else.
@@ -13,6 +14,7 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -21,7 +23,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
-from api.app_keys import admin_key_key, settings_key
+from api.app_keys import admin_key_key, metrics_key, settings_key
+from api.metrics import UNMATCHED_ROUTE
 from errors import HookdError, InvalidInput, PayloadTooLarge, RequestTimeout, TooManyRequests, Unauthorized
 from logs import fields
 
@@ -54,24 +57,45 @@ def _http_error_message(request: web.Request, exc: web.HTTPException) -> str:
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one middleware (each layer costs every request): errors become the JSON error
+    body, and each request is timed into hookd_http_request_duration_seconds with the status
+    the client gets."""
+    started = time.perf_counter()
     try:
-        return await handler(request)
-    except HookdError as exc:
-        headers = {}
-        if isinstance(exc, Unauthorized):
-            headers["WWW-Authenticate"] = "Bearer"
-        if isinstance(exc, TooManyRequests):
-            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
-        return error_response(exc.status, str(exc), headers)
+        response = await handler(request)
     except web.HTTPException as exc:
-        if exc.status < 400:
+        if exc.status < 400:  # redirects and the like pass through
+            _observe(request, exc.status, started)
             raise
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
-        return error_response(exc.status, _http_error_message(request, exc), headers)
+        response = error_response(exc.status, _http_error_message(request, exc), headers)
+    except HookdError as exc:
+        response = _domain_error_response(exc)
     except Exception:
         log.exception("unexpected error handling %s %s", request.method, redact(request.path))
-        return error_response(500, "hookd hit an unexpected error; the details are in its log.")
+        response = error_response(500, "hookd hit an unexpected error; the details are in its log.")
+    _observe(request, response.status, started)
+    return response
+
+
+def _domain_error_response(exc: HookdError) -> web.Response:
+    headers = {}
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, TooManyRequests):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    return error_response(exc.status, str(exc), headers)
+
+
+def _observe(request: web.Request, status: int, started: float) -> None:
+    # The route's template, never the path: a webhook's path holds its token, and paths are
+    # unbounded. Unrouted requests share one label, and their method too (clients pick it).
+    resource = request.match_info.route.resource
+    route, method = (
+        (resource.canonical, request.method) if resource is not None else (UNMATCHED_ROUTE, "other")
+    )
+    request.app[metrics_key].observe_request(method, route, status, time.perf_counter() - started)
 
 
 def bearer_matches(request: web.Request, *keys: str) -> bool:

@@ -48,6 +48,7 @@ class Metrics:
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
 
+        self._request_histograms: dict[tuple[str, str, int], Histogram] = {}
         self.http_request_duration = Histogram(
             "hookd_http_request_duration_seconds",
             "Time to answer an HTTP request (webhooks included), by route template and status class.",
@@ -92,7 +93,15 @@ class Metrics:
             self.tasks_finished.labels(status)
 
     def observe_request(self, method: str, route: str, status: int, duration_s: float) -> None:
-        self.http_request_duration.labels(method, route, f"{status // 100}xx").observe(duration_s)
+        # Each request's labelled histogram is looked up once, then kept: labels() takes a
+        # lock and formats its values, on every request. Routes are templates and statuses
+        # classes, so there are few.
+        key = (method, route, status // 100)
+        histogram = self._request_histograms.get(key)
+        if histogram is None:
+            histogram = self.http_request_duration.labels(method, route, f"{status // 100}xx")
+            self._request_histograms[key] = histogram
+        histogram.observe(duration_s)
 
     def observe_transition(self, transition: Transition) -> None:
         event = transition.event

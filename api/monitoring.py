@@ -1,45 +1,19 @@
-"""Monitoring over HTTP: the middleware that times every request, and GET /metrics.
+"""Monitoring over HTTP: GET /metrics.
 
-The metrics themselves are defined in api/metrics.py.
+The metrics themselves are defined in api/metrics.py; api/edge.py's middleware times each
+request into them.
 """
 
 from __future__ import annotations
-
-import time
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.app_keys import admin_key_key, metrics_key, pool_key, settings_key, store_key
-from api.edge import Handler, bearer_matches
-from api.metrics import UNMATCHED_ROUTE
+from api.edge import bearer_matches
 from errors import Unauthorized
 
 routes = web.RouteTableDef()
-
-
-@web.middleware
-async def timing_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Time each request into hookd_http_request_duration_seconds. It sits outside the error
-    middleware, so it sees the status the client gets."""
-    started = time.perf_counter()
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:  # what passes the error middleware: redirects and the like
-        _observe(request, exc.status, started)
-        raise
-    _observe(request, response.status, started)
-    return response
-
-
-def _observe(request: web.Request, status: int, started: float) -> None:
-    # The route's template, never the path: a webhook's path holds its token, and paths are
-    # unbounded. Unrouted requests share one label, and their method too (clients pick it).
-    resource = request.match_info.route.resource
-    route, method = (
-        (resource.canonical, request.method) if resource is not None else (UNMATCHED_ROUTE, "other")
-    )
-    request.app[metrics_key].observe_request(method, route, status, time.perf_counter() - started)
 
 
 @routes.get("/metrics")

@@ -224,6 +224,14 @@ def compare(
     )
 
 
+def share_row(figure: str, results: dict[str, list[dict[str, Any]]], top: str, bottom: str, why: str) -> Row:
+    """`top` over `bottom` (medians of rps), a figure without a target, with the CPU view."""
+    top_value, bottom_value = median(results[top], "rps"), median(results[bottom], "rps")
+    value = top_value / bottom_value if top_value is not None and bottom_value else None
+    cpu = cpu_ratio_note(results, bottom, top).replace("hookd ~", f"{top} ~")
+    return Row(figure, ratio_text(value), note=why + (f"\n    {cpu}" if cpu else ""))
+
+
 def cpu_ratio_note(results: dict[str, list[dict[str, Any]]], base: str, target: str) -> str:
     """The same comparison by server CPU per answer: what each could do with a whole core,
     whatever limits the load client or a busy machine put on answers per second."""
@@ -258,6 +266,12 @@ def accept_rows(accepts: dict[str, list[dict[str, Any]]], connections: int, clie
             compare(f"  {target} / bare: p99 latency ({client})", accepts, target, "bare", P99_RATIO_TARGET,
                     key="p99_ms", at_most=True),
         ]  # fmt: skip
+    for floor in (t for t in accepts if t.startswith("bare+commit")):
+        rows.append(share_row(f"  {floor} / bare: accepts/s ({client})", accepts, floor, "bare",
+                              "the price of durability alone: the bare handler plus hookd's group commit"))  # fmt: skip
+        for target in empties:
+            rows.append(share_row(f"  {target} / {floor}: accepts/s ({client})", accepts, target, floor,
+                                  "the price of hookd's own request handling, beyond the commit"))  # fmt: skip
     for target in (t for t in accepts if t.startswith("hookd 1M")):
         empty = target.replace("1M ", "")
         rows.append(

@@ -204,13 +204,19 @@ class Bench:
         proc.wait_listening()
         return Hookd(proc, db)
 
-    def start_bare(self) -> Proc:
+    def start_bare(self, commit_sync: str | None = None) -> Proc:
         port = free_port()
+        serial = next(self._serial)
+        commit = (
+            []
+            if commit_sync is None
+            else ["--commit", str(self.tmp_dir / f"{serial:02d}-bare.db"), commit_sync]
+        )
         proc = Proc(
             "bare",
-            [sys.executable, "bench/bare.py", str(port), "warning"],
+            [sys.executable, "bench/bare.py", str(port), "warning", *commit],
             cwd=REPO,
-            log_path=self.tmp_dir / f"{next(self._serial):02d}-bare.log",
+            log_path=self.tmp_dir / f"{serial:02d}-bare.log",
             cores=self.server_cores,
             port=port,
         )
@@ -325,8 +331,10 @@ class Bench:
 
     # -- phases ------------------------------------------------------------------------
 
-    def bare_round(self, path: str, client: str, get_ids: Path | None = None) -> dict[str, Any]:
-        proc = self.start_bare()
+    def bare_round(
+        self, path: str, client: str, get_ids: Path | None = None, commit_sync: str | None = None
+    ) -> dict[str, Any]:
+        proc = self.start_bare(commit_sync)
         result = self.sustained(proc.url + path, proc, client, get_ids)
         self.stop(proc)
         return result
@@ -360,7 +368,11 @@ class Bench:
                 dbs.trim(big.path, keep_rowids=BIG_TASKS)  # the next round finds 1,000,000 again
 
         targets: dict[str, Callable[[], dict[str, Any]]] = {
-            "bare": partial(self.bare_round, WEBHOOK_PATH + "x" * 43, client)
+            "bare": partial(self.bare_round, WEBHOOK_PATH + "x" * 43, client),
+            # The floor for a durable accept: the bare handler plus hookd's group commit.
+            f"bare+commit sync={a.sync[0]}": partial(
+                self.bare_round, WEBHOOK_PATH + "x" * 43, client, commit_sync=a.sync[0]
+            ),
         }
         for sync in a.sync:
             targets[f"hookd sync={sync}"] = partial(self.accepts_on_empty, sync, client)
