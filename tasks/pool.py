@@ -100,11 +100,16 @@ class WorkerPool:
 
     async def start(self) -> None:
         recovery = await self._store.recover_interrupted()
-        if recovery.requeued or recovery.failed:
+        if recovery.tasks:
             log.warning(
                 "recovered tasks interrupted by the last stop: %d queued again, %d failed (no attempts left)",
                 recovery.requeued,
                 recovery.failed,
+            )
+        for task in recovery.tasks:  # the log's transition lines, the metrics, waiters, callbacks
+            error_type = "interrupted" if task.status == "FAILURE" else None
+            self.events.publish(
+                TaskEvent(task.task_id, task.agent_id, task.status, task.attempts, error_type=error_type)
             )
         await self._recount_queue()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="hookd-dispatcher")

@@ -33,6 +33,7 @@ from tasks.store import (
     STATUSES,
     Claim,
     Enqueued,
+    Recovered,
     Recovery,
     Task,
     cancelled_result,
@@ -610,7 +611,7 @@ class SQLiteStore(SQLiteDeliveries, SQLiteKnowledge):  # sources and chunks: tas
         now = time.time()
         params = (_dumps(interrupted_result()), now)
 
-        def op(conn: sqlite3.Connection) -> list[str]:
+        def op(conn: sqlite3.Connection) -> list[Any]:
             rows = conn.execute(
                 "UPDATE tasks SET"
                 " status = CASE WHEN attempts < max_attempts THEN 'PENDING' ELSE 'FAILURE' END,"
@@ -618,11 +619,10 @@ class SQLiteStore(SQLiteDeliveries, SQLiteKnowledge):  # sources and chunks: tas
                 " finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE ?2 END,"
                 " run_after = CASE WHEN attempts < max_attempts THEN ?2 ELSE run_after END,"
                 " started_at = CASE WHEN attempts < max_attempts THEN NULL ELSE started_at END"
-                " WHERE status = 'STARTED' RETURNING id, status",
+                " WHERE status = 'STARTED' RETURNING id, agent_id, status, attempts",
                 params,
             ).fetchall()
-            queue_deliveries(conn, [task_id for task_id, status in rows if status == "FAILURE"], now)
-            return [status for _, status in rows]
+            queue_deliveries(conn, [row[0] for row in rows if row[2] == "FAILURE"], now)
+            return rows
 
-        statuses = await self._write(op)
-        return Recovery(requeued=statuses.count("PENDING"), failed=statuses.count("FAILURE"))
+        return Recovery([Recovered(*row) for row in await self._write(op)])

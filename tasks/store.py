@@ -116,9 +116,26 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class Recovered:
+    """A task the last stop left STARTED, as start-up recovery changed it."""
+
+    task_id: str
+    agent_id: str | None
+    status: str  # PENDING: queued again, attempts left; FAILURE: "interrupted" on its last attempt
+    attempts: int
+
+
+@dataclass(frozen=True)
 class Recovery:
-    requeued: int  # STARTED tasks with attempts left, queued again
-    failed: int  # STARTED tasks on their last attempt, now FAILURE "interrupted"
+    tasks: list[Recovered]
+
+    @property
+    def requeued(self) -> int:
+        return sum(1 for task in self.tasks if task.status == "PENDING")
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for task in self.tasks if task.status == "FAILURE")
 
 
 class Store(ABC):

@@ -8,6 +8,7 @@ event loop, so every blocking wait on a process goes through a thread.
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import time
@@ -106,11 +107,15 @@ async def test_kill_9_on_the_last_attempt_fails_the_task_interrupted(
     hookd.kill()
     assert read_tasks(hookd.db)[task_id]["status"] == "STARTED"
 
-    await spawn_hookd(port=hookd.port)
+    restarted = await spawn_hookd(port=hookd.port)
     body = await api.status(task_id)  # final once the server answers: recovery runs before it listens
     assert body["status"] == "FAILURE", body
     assert body["result"]["type"] == "interrupted"
     assert body["attempts"] == 1 and body["finished_at"] is not None
+    # Recovery's change is a transition like any other: its log line and its metrics.
+    assert re.search(f"task {task_id} FAILURE agent=\\S+ attempt=1 error_type=interrupted", restarted.log())
+    async with http.get(restarted.url + "/metrics", headers=restarted.admin) as scrape:
+        assert 'hookd_tasks_finished_total{status="FAILURE"} 1.0' in await scrape.text()
 
     # A later task runs to the end, so the restarted pool has been claiming: the
     # interrupted one was not among its claims.
