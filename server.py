@@ -35,7 +35,7 @@ from api.app_keys import (
     store_key,
     task_watch_key,
 )
-from api.edge import AccessLogger, edge_middleware
+from api.edge import AccessLogger
 from api.metrics import Metrics
 from api.rate_limit import RateLimiter
 from logs import configure_logging
@@ -201,7 +201,7 @@ async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[edge_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(client_max_size=settings.max_body_bytes)
     app[settings_key] = settings
     app[metrics_key] = Metrics()
     app.cleanup_ctx.extend(

@@ -6,12 +6,10 @@ from aiohttp import web
 
 from api import admin, monitoring, openapi, public, sources
 from api import web as web_page
+from api.edge import add_edged_routes
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_routes(public.routes)
-    app.router.add_routes(admin.routes)
-    app.router.add_routes(sources.routes)
-    app.router.add_routes(openapi.routes)
-    app.router.add_routes(monitoring.routes)
-    app.router.add_routes(web_page.routes)
+    """Every route, each behind api/edge.py's error body and request timing."""
+    tables = (public.routes, admin.routes, sources.routes, openapi.routes, monitoring.routes, web_page.routes)
+    add_edged_routes(app, tables)

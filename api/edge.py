@@ -15,7 +15,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -56,27 +56,60 @@ def _http_error_message(request: web.Request, exc: web.HTTPException) -> str:
     return exc.reason
 
 
-@web.middleware
-async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The one middleware (each layer costs every request): errors become the JSON error
-    body, and each request is timed into hookd_http_request_duration_seconds with the status
-    the client gets."""
-    started = time.perf_counter()
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:  # redirects and the like pass through
-            _observe(request, exc.status, started)
-            raise
-        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
-        response = error_response(exc.status, _http_error_message(request, exc), headers)
-    except HookdError as exc:
-        response = _domain_error_response(exc)
-    except Exception:
-        log.exception("unexpected error handling %s %s", request.method, redact(request.path))
-        response = error_response(500, "hookd hit an unexpected error; the details are in its log.")
-    _observe(request, response.status, started)
-    return response
+def edged(handler: Handler, route: str, method: str | None = None) -> Handler:
+    """`handler` at the edge: errors become the JSON error body, and each request is timed
+    into hookd_http_request_duration_seconds, labelled with `route` (a template, never the
+    path: a webhook's path holds its token) and `method` (None: the request's own).
+
+    A wrapper per route rather than a middleware: aiohttp's middleware chain costs every
+    request a few more frames, which the webhook's hot path can feel.
+    """
+
+    async def at_the_edge(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:  # redirects and the like pass through
+                _observe(request, route, method, exc.status, started)
+                raise
+            headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+            response = error_response(exc.status, _http_error_message(request, exc), headers)
+        except HookdError as exc:
+            response = _domain_error_response(exc)
+        except Exception:
+            log.exception("unexpected error handling %s %s", request.method, redact(request.path))
+            response = error_response(500, "hookd hit an unexpected error; the details are in its log.")
+        _observe(request, route, method, response.status, started)
+        return response
+
+    return at_the_edge
+
+
+async def unrouted(request: web.Request) -> web.StreamResponse:
+    """The last route, matching every path and method no other route took: 404, or 405 with
+    the methods the path does take (aiohttp would answer those in plain text)."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
+
+
+def add_edged_routes(app: web.Application, tables: Iterable[web.RouteTableDef]) -> None:
+    """Register each route of `tables` through `edged`, then the catch-all for the rest."""
+    for table in tables:
+        for definition in table:
+            assert isinstance(definition, web.RouteDef), definition
+            handler = edged(definition.handler, _template(definition.path))
+            web.RouteDef(definition.method, definition.path, handler, definition.kwargs).register(app.router)
+    app.router.add_route("*", "/{path:.*}", edged(unrouted, UNMATCHED_ROUTE, "other"))
+
+
+def _template(path: str) -> str:
+    return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)  # /a/{name:regex} -> /a/{name}
 
 
 def _domain_error_response(exc: HookdError) -> web.Response:
@@ -88,14 +121,10 @@ def _domain_error_response(exc: HookdError) -> web.Response:
     return error_response(exc.status, str(exc), headers)
 
 
-def _observe(request: web.Request, status: int, started: float) -> None:
-    # The route's template, never the path: a webhook's path holds its token, and paths are
-    # unbounded. Unrouted requests share one label, and their method too (clients pick it).
-    resource = request.match_info.route.resource
-    route, method = (
-        (resource.canonical, request.method) if resource is not None else (UNMATCHED_ROUTE, "other")
+def _observe(request: web.Request, route: str, method: str | None, status: int, started: float) -> None:
+    request.app[metrics_key].observe_request(
+        method or request.method, route, status, time.perf_counter() - started
     )
-    request.app[metrics_key].observe_request(method, route, status, time.perf_counter() - started)
 
 
 def bearer_matches(request: web.Request, *keys: str) -> bool:

@@ -1,7 +1,7 @@
 """hookd's Prometheus metrics: what is measured, on a registry of the app's own.
 
 Each app has its own `CollectorRegistry` (the tests build many apps in one process, and the
-global one would mix them). Three feeds: the HTTP middleware times requests
+global one would mix them). Three feeds: api/edge.py's route wrapper times requests
 (`observe_request`), the task transitions feed runs and errors (`observe_transition`), and
 each scrape sets the gauges from the store and the pool (`set_state`) just before `render`.
 Labels are bounded: route templates, never raw paths (a webhook path holds its token);

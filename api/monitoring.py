@@ -1,6 +1,6 @@
 """Monitoring over HTTP: GET /metrics.
 
-The metrics themselves are defined in api/metrics.py; api/edge.py's middleware times each
+The metrics themselves are defined in api/metrics.py; api/edge.py's route wrapper times each
 request into them.
 """
 
