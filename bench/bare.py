@@ -15,11 +15,16 @@ answers with that row's id. The distance from the bare handler to this one is th
 durability; from this one to hookd, the price of hookd's own request handling (token, rate
 limit, signature and idempotency checks, validation, the worker wake-up, metrics).
 
+`--read DB` does the same for task status: the answer's status and result come from the task's
+row in DB (one primary-key read on the event loop's thread, through a memory map, as hookd
+reads it), the rest as before. From the bare handler to this one is the price of reading a
+row; from this one to hookd, of hookd's own handling.
+
 Served like hookd (server.py): the same aiohttp, `web.run_app`, logging configured at
 the same level through `logging.basicConfig`, and the access log on the same
 "aiohttp.access" logger at INFO, so at `warning` neither server writes access lines.
 
-    python bench/bare.py PORT [LOG_LEVEL] [--commit DB SYNC]
+    python bench/bare.py PORT [LOG_LEVEL] [--commit DB SYNC | --read DB]
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from tasks.ids import uuid7
 from tasks.sqlite_writer import Writer
 
 writer_key = web.AppKey("writer", Writer)
+reader_key = web.AppKey("reader", sqlite3.Connection)
 
 
 async def accept(request: web.Request) -> web.Response:
@@ -49,14 +55,28 @@ async def accept(request: web.Request) -> web.Response:
     return web.json_response({"success": True, "task_id": str(uuid.uuid4())})
 
 
+STATUS = "SUCCESS"
+RESULT = {"answer": "You said: benchmark", "model": "ok", "usage": {"total_tokens": 10}}
+
+
 async def task_status(request: web.Request) -> web.Response:
     task_id = request.query.get("task_id", "")
     if not task_id:
         return web.json_response({"success": False, "message": "no task_id"}, status=400)
+    status, result = STATUS, RESULT
+    if reader_key in request.app:
+        rows = (
+            request.app[reader_key]
+            .execute("SELECT status, result FROM tasks WHERE id = ?", (task_id,))
+            .fetchall()
+        )
+        if not rows:
+            return web.json_response({"success": False, "message": "no such task"}, status=404)
+        status, result = rows[0][0], json.loads(rows[0][1])
     return web.json_response(
         {
-            "status": "SUCCESS",
-            "result": {"answer": "You said: benchmark", "model": "ok", "usage": {"total_tokens": 10}},
+            "status": status,
+            "result": result,
             "task_id": task_id,
             "agent_id": "01900000-0000-7000-8000-000000000001",
             "attempts": 1,
@@ -103,8 +123,22 @@ def writer_ctx(db: str, sync: str) -> Callable[[web.Application], AsyncIterator[
     return ctx
 
 
-def create_app(commit: tuple[str, str] | None = None) -> web.Application:
+def reader_ctx(db: str) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        conn = sqlite3.connect(db, timeout=0, isolation_level=None)
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute("PRAGMA mmap_size = 268435456")
+        app[reader_key] = conn
+        yield
+        conn.close()
+
+    return ctx
+
+
+def create_app(commit: tuple[str, str] | None = None, read: str | None = None) -> web.Application:
     app = web.Application()
+    if read is not None:
+        app.cleanup_ctx.append(reader_ctx(read))
     if commit is None:
         app.router.add_post("/api/webhooks/agents/{token}", accept)
     else:
@@ -115,15 +149,19 @@ def create_app(commit: tuple[str, str] | None = None) -> web.Application:
 
 
 def main(argv: list[str]) -> None:
-    commit = None
+    commit = read = None
     if "--commit" in argv:
         at = argv.index("--commit")
         commit = (argv[at + 1], argv[at + 2])
         argv = argv[:at] + argv[at + 3 :]
+    if "--read" in argv:
+        at = argv.index("--read")
+        read = argv[at + 1]
+        argv = argv[:at] + argv[at + 2 :]
     port = int(argv[1])
     level = argv[2] if len(argv) > 2 else "warning"
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    web.run_app(create_app(commit), host="127.0.0.1", port=port, print=None)
+    web.run_app(create_app(commit, read), host="127.0.0.1", port=port, print=None)
 
 
 if __name__ == "__main__":

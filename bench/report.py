@@ -282,13 +282,17 @@ def accept_rows(accepts: dict[str, list[dict[str, Any]]], connections: int, clie
 
 
 def status_rows(status: dict[str, list[dict[str, Any]]], connections: int, client: str) -> list[Row]:
-    base, small, big = list(status)
+    base, floor, small, big = list(status)
     return [
         heading("GET /api/task_status", client),
         *sustained_rows(status, "task_status/s", base, connections, client),
         compare(f"  {big} / {base}: task_status/s ({client})", status, big, base, STATUS_RATIO_TARGET,
                 note=cpu_ratio_note(status, base, big)),
         compare(f"  {big} / {small}: task_status/s ({client})", status, big, small, BIG_DB_RATIO_TARGET),
+        share_row(f"  {floor} / {base}: task_status/s ({client})", status, floor, base,
+                  "the price of reading the row alone: the bare handler plus the same primary-key read"),
+        share_row(f"  {big} / {floor}: task_status/s ({client})", status, big, floor,
+                  "the price of hookd's own handling, beyond the read"),
     ]  # fmt: skip
 
 

@@ -204,17 +204,20 @@ class Bench:
         proc.wait_listening()
         return Hookd(proc, db)
 
-    def start_bare(self, commit_sync: str | None = None) -> Proc:
+    def start_bare(self, commit_sync: str | None = None, read_db: Path | None = None) -> Proc:
+        """The bare handlers; with `commit_sync`, the webhook commits a row first; with `read_db`,
+        task status reads its row from that database."""
         port = free_port()
         serial = next(self._serial)
-        commit = (
+        floor = (
             []
             if commit_sync is None
             else ["--commit", str(self.tmp_dir / f"{serial:02d}-bare.db"), commit_sync]
         )
+        floor += [] if read_db is None else ["--read", str(read_db)]
         proc = Proc(
             "bare",
-            [sys.executable, "bench/bare.py", str(port), "warning", *commit],
+            [sys.executable, "bench/bare.py", str(port), "warning", *floor],
             cwd=REPO,
             log_path=self.tmp_dir / f"{serial:02d}-bare.log",
             cores=self.server_cores,
@@ -332,9 +335,14 @@ class Bench:
     # -- phases ------------------------------------------------------------------------
 
     def bare_round(
-        self, path: str, client: str, get_ids: Path | None = None, commit_sync: str | None = None
+        self,
+        path: str,
+        client: str,
+        get_ids: Path | None = None,
+        commit_sync: str | None = None,
+        read_db: Path | None = None,
     ) -> dict[str, Any]:
-        proc = self.start_bare(commit_sync)
+        proc = self.start_bare(commit_sync, read_db)
         result = self.sustained(proc.url + path, proc, client, get_ids)
         self.stop(proc)
         return result
@@ -398,6 +406,10 @@ class Bench:
         return self.rounds(
             {
                 "bare GET": partial(self.bare_round, "/api/task_status", client, small_ids),
+                # The floor for an answer read from the database: the bare handler plus the row.
+                "bare+read 1M": partial(
+                    self.bare_round, "/api/task_status", client, big_ids, read_db=big.path
+                ),
                 f"hookd {SMALL_TASKS:,} tasks": partial(
                     self.hookd_round, "status-small", small.path, sync, client, small_ids
                 ),

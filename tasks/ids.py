@@ -8,9 +8,9 @@ table grows, where random uuid4 keys slow down; at least 62 random bits keep an 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
-import uuid
 
 _lock = threading.Lock()
 _last_ms = 0
@@ -47,8 +47,9 @@ def uuid7() -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
 def is_uuid(text: str) -> bool:
-    try:
-        return str(uuid.UUID(text)) == text.lower() and len(text) == 36
-    except ValueError:
-        return False
+    """Whether `text` is a UUID in its canonical 8-4-4-4-12 hex form (either case)."""
+    return _UUID_TEXT.fullmatch(text) is not None
