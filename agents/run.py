@@ -70,11 +70,13 @@ def resolve_model(agent: Agent, defaults: LLMDefaults) -> ModelConfig:
 
 @dataclass(frozen=True)
 class RunContext:
-    """The task a run is for."""
+    """The task a run is for, and the tool calls the run made (kept here, not in the result,
+    so that a run that fails, times out or is cut off still shows what it did)."""
 
     task_id: str
     payload_json: str  # as accepted
     attempt: int  # 1 for the first run, counting this one
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # result.tool_calls, as made
 
 
 def _is_number(value: Any) -> bool:
@@ -117,7 +119,7 @@ async def run_agent(
         return _with_sources(result, passages)
     async with AsyncExitStack() as stack:  # what the tools hold open, closed when the run ends
         tools = await open_tools(agent.tools, stack) + await open_mcp_tools(agent.mcp_servers, stack)
-        runner = ToolRunner(tools, journal, run.task_id)
+        runner = ToolRunner(tools, journal, run.task_id, records=run.tool_calls)
         specs = [ToolSpec(tool.name, tool.description, tool.parameters) for tool in tools]
         chat = new_chat(config, system, user, specs, agent.json_schema)
         result = await _converse(agent, chat, runner, session)

@@ -283,6 +283,8 @@ class WorkerPool:
             return _Outcome("RETRY", result, retry_after_s=delay_s)
         if task.attempts > 1:
             result["error"] += f" (attempt {task.attempts} of {task.max_attempts})"
+        if run.tool_calls:  # what the failed attempt did before it failed
+            result["tool_calls"] = run.tool_calls
         return _Outcome("FAILURE", result)
 
     async def _requeue(self, task: Task) -> None:

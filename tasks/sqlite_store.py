@@ -9,7 +9,6 @@ a primary-key lookup takes microseconds, less than the hop to a reader thread an
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import time
@@ -19,12 +18,11 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from agents.agent import Agent
-from agents.signatures import Signature
-from agents.tokens import new_signing_secret
 from errors import Conflict, NotFound, StorageUnavailable
 from tasks.ids import uuid7
+from tasks.sqlite_agents import AGENT_COLUMNS, SQLiteAgents, agent_from_row
 from tasks.sqlite_deliveries import SQLiteDeliveries, fill_callback_secrets, queue_deliveries
+from tasks.sqlite_json import json_or_none, json_text
 from tasks.sqlite_knowledge import SQLiteKnowledge
 from tasks.sqlite_schema import set_up as set_up_schema
 from tasks.sqlite_writer import WriteOp, Writer
@@ -62,21 +60,6 @@ TASK_COLUMNS = (
     " run_after, created_at, started_at, finished_at"
 )
 GET_TASK_SQL = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
-AGENT_COLUMNS = (
-    "id, name, description, prompt, input_template, llm, max_attempts, timeout_s,"
-    " max_concurrency, rate_limit, status, created_at, updated_at, signature_type, signature_secret,"
-    " tools, max_steps, json_schema, callback_url, callback_secret, mcp_servers,"
-    " knowledge_top_k"
-)
-_AGENT_WRITABLE = (
-    "name", "description", "prompt", "input_template", "llm",
-    "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status",
-    "signature_type", "signature_secret",
-    "tools", "max_steps", "json_schema",
-    "callback_url", "mcp_servers", "knowledge_top_k",
-)  # fmt: skip
-_AGENT_JSON = ("llm", "tools", "json_schema", "mcp_servers")  # stored as JSON text
-
 # A new task for the active agent holding a token (and, when the request's signature was
 # checked, still the secret it was checked with). The token lookup happens inside the write:
 # the webhook's hot path is one round trip to the writer, shared with every other webhook in its
@@ -132,18 +115,14 @@ RETURNING {TASK_COLUMNS}
 ANY_LIMITED_AGENT_SQL = "SELECT 1 FROM agents WHERE max_concurrency IS NOT NULL AND status = 'active' LIMIT 1"
 
 
-def _json_or_none(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
 def _task(row: Sequence[Any]) -> Task:
     return Task(
         id=row[0],
         agent_id=row[1],
         status=row[2],
         payload=row[3],
-        result=_json_or_none(row[4]),
-        last_error=_json_or_none(row[5]),
+        result=json_or_none(row[4]),
+        last_error=json_or_none(row[5]),
         attempts=row[6],
         max_attempts=row[7],
         run_after=row[8],
@@ -153,64 +132,10 @@ def _task(row: Sequence[Any]) -> Task:
     )
 
 
-def _agent(row: Sequence[Any]) -> Agent:
-    return Agent(
-        id=row[0],
-        name=row[1],
-        description=row[2],
-        prompt=row[3],
-        input_template=row[4],
-        llm=json.loads(row[5]),
-        max_attempts=row[6],
-        timeout_s=row[7],
-        max_concurrency=row[8],
-        rate_limit=row[9],
-        status=row[10],
-        created_at=row[11],
-        updated_at=row[12],
-        signature=None if row[13] is None else Signature(row[13], row[14]),
-        tools=json.loads(row[15]),
-        max_steps=row[16],
-        json_schema=_json_or_none(row[17]),
-        callback_url=row[18],
-        callback_secret=row[19],
-        mcp_servers=json.loads(row[20]),
-        knowledge_top_k=row[21],
-    )
+class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
+    """The store (tasks/store.py), its agents in tasks/sqlite_agents.py, deliveries in
+    tasks/sqlite_deliveries.py, sources and chunks in tasks/sqlite_knowledge.py."""
 
-
-def _dumps(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate, e.g. from a model's answer: keep it escaped
-        text = json.dumps(value, ensure_ascii=True, separators=(",", ":"))
-    return text
-
-
-def _agent_row(fields: dict[str, Any]) -> dict[str, Any]:
-    """Validated agent fields as column values."""
-    unknown = set(fields) - set(_AGENT_WRITABLE)
-    assert not unknown, f"not agent columns: {unknown}"
-    return {k: (_dumps(v) if k in _AGENT_JSON and v is not None else v) for k, v in fields.items()}
-
-
-def _insert_agent(fields: dict[str, Any], token_sha256: bytes, now: float) -> tuple[str, dict[str, Any]]:
-    row = _agent_row(fields) | {"id": uuid7(), "token_sha256": token_sha256}
-    row["callback_secret"] = new_signing_secret()
-    row |= {"created_at": now, "updated_at": now}
-    columns = ", ".join(row)
-    placeholders = ", ".join(f":{c}" for c in row)
-    return f"INSERT INTO agents ({columns}) VALUES ({placeholders}) RETURNING {AGENT_COLUMNS}", row
-
-
-def _update_agent(agent_id: str, row: dict[str, Any], now: float) -> tuple[str, dict[str, Any]]:
-    row = row | {"updated_at": now, "id": agent_id}
-    assignments = ", ".join(f"{c} = :{c}" for c in row if c != "id")
-    return f"UPDATE agents SET {assignments} WHERE id = :id RETURNING {AGENT_COLUMNS}", row
-
-
-class SQLiteStore(SQLiteDeliveries, SQLiteKnowledge):  # sources and chunks: tasks/sqlite_knowledge.py
     def __init__(self, path: str, *, sync: str = "full") -> None:
         self.path = str(Path(path).expanduser())
         self.sync = sync
@@ -288,99 +213,6 @@ class SQLiteStore(SQLiteDeliveries, SQLiteKnowledge):  # sources and chunks: tas
     async def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         assert self._reader is not None, "store is not open"
         return list(await self._reader.execute_fetchall(sql, params))
-
-    # -- agents ------------------------------------------------------------------------
-
-    async def create_agent(self, fields: dict[str, Any], token_sha256: bytes) -> Agent:
-        sql, row = _insert_agent(fields, token_sha256, time.time())
-
-        def op(conn: sqlite3.Connection) -> Any:
-            return conn.execute(sql, row).fetchall()
-
-        try:
-            (created,) = await self._write(op)
-        except sqlite3.IntegrityError:
-            raise Conflict(f"An agent named '{fields['name']}' already exists.") from None
-        return _agent(created)
-
-    async def get_agent(self, agent_id: str) -> Agent:
-        rows = await self._read(f"SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?", (agent_id,))
-        if not rows:
-            raise NotFound(f"No agent has id '{agent_id}'.")
-        return _agent(rows[0])
-
-    async def get_agent_by_name(self, name: str) -> Agent:
-        rows = await self._read(f"SELECT {AGENT_COLUMNS} FROM agents WHERE name = ?", (name,))
-        if not rows:
-            raise NotFound(f"No agent is named '{name}'.")
-        return _agent(rows[0])
-
-    async def agent_for_token(self, token_sha256: bytes) -> Agent | None:
-        rows = await self._read(f"SELECT {AGENT_COLUMNS} FROM agents WHERE token_sha256 = ?", (token_sha256,))
-        return _agent(rows[0]) if rows else None
-
-    async def list_agents(self) -> list[Agent]:
-        return [_agent(r) for r in await self._read(f"SELECT {AGENT_COLUMNS} FROM agents ORDER BY name")]
-
-    async def _update_agent_columns(self, agent_id: str, row: dict[str, Any]) -> Agent:
-        sql, row = _update_agent(agent_id, row, time.time())
-
-        def op(conn: sqlite3.Connection) -> Any:
-            return conn.execute(sql, row).fetchall()
-
-        try:
-            rows = await self._write(op)
-        except sqlite3.IntegrityError:
-            raise Conflict(f"An agent named '{row.get('name')}' already exists.") from None
-        if not rows:
-            raise NotFound(f"No agent has id '{agent_id}'.")
-        return _agent(rows[0])
-
-    async def update_agent(self, agent_id: str, fields: dict[str, Any]) -> Agent:
-        return await self._update_agent_columns(agent_id, _agent_row(fields))
-
-    async def save_agents(
-        self, creates: Sequence[tuple[dict[str, Any], bytes]], updates: Sequence[tuple[str, dict[str, Any]]]
-    ) -> list[Agent]:
-        now = time.time()
-        statements = [_insert_agent(fields, token_sha256, now) for fields, token_sha256 in creates]
-        statements += [_update_agent(agent_id, _agent_row(fields), now) for agent_id, fields in updates]
-
-        def op(conn: sqlite3.Connection) -> list[Any]:
-            rows = [conn.execute(sql, row).fetchall() for sql, row in statements]
-            if [] in rows:  # an agent to update was deleted meanwhile: raising rolls all back
-                raise NotFound("An agent to update was deleted meanwhile; nothing was changed.")
-            return [found for (found,) in rows]
-
-        try:
-            rows = await self._write(op)
-        except sqlite3.IntegrityError:
-            raise Conflict("One of these names was taken meanwhile; nothing was changed.") from None
-        return [_agent(row) for row in rows]
-
-    async def set_agent_token(self, agent_id: str, token_sha256: bytes) -> Agent:
-        return await self._update_agent_columns(agent_id, {"token_sha256": token_sha256})
-
-    async def set_callback_secret(self, agent_id: str, secret: str) -> Agent:
-        return await self._update_agent_columns(agent_id, {"callback_secret": secret})
-
-    async def delete_agent(self, agent_id: str) -> list[str]:
-        now = time.time()
-        result = _dumps(cancelled_result())
-
-        def op(conn: sqlite3.Connection) -> list[str] | None:
-            cancelled = conn.execute(
-                "UPDATE tasks SET status = 'FAILURE', result = ?, finished_at = ?"
-                " WHERE agent_id = ? AND status NOT IN ('SUCCESS', 'FAILURE') RETURNING id",
-                (result, now, agent_id),
-            ).fetchall()
-            cursor = conn.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
-            return [r[0] for r in cancelled] if cursor.rowcount else None
-
-        cancelled_ids = await self._write(op)
-        if cancelled_ids is None:
-            raise NotFound(f"No agent has id '{agent_id}'.")
-        return cancelled_ids
 
     # -- tasks -------------------------------------------------------------------------
 
@@ -496,7 +328,7 @@ class SQLiteStore(SQLiteDeliveries, SQLiteKnowledge):  # sources and chunks: tas
             return tasks, agents
 
         task_rows, agent_rows = await self._write(op)
-        agents = {row[0]: _agent(row) for row in agent_rows}
+        agents = {row[0]: agent_from_row(row) for row in agent_rows}
         return [Claim(_task(row), agents[row[1]]) for row in task_rows]
 
     async def _update_started(self, task_id: str, assignments: str, params: dict[str, Any]) -> bool:
@@ -511,7 +343,7 @@ class SQLiteStore(SQLiteDeliveries, SQLiteKnowledge):  # sources and chunks: tas
     async def finish(self, task_id: str, status: str, result: dict[str, Any]) -> bool:
         assert status in ("SUCCESS", "FAILURE")
         now = time.time()
-        params = {"id": task_id, "status": status, "result": _dumps(result), "now": now}
+        params = {"id": task_id, "status": status, "result": json_text(result), "now": now}
 
         def op(conn: sqlite3.Connection) -> bool:
             finished = conn.execute(
@@ -529,7 +361,7 @@ class SQLiteStore(SQLiteDeliveries, SQLiteKnowledge):  # sources and chunks: tas
         return await self._update_started(
             task_id,
             "status = 'RETRY', run_after = :run_after, last_error = :error, started_at = NULL",
-            {"run_after": run_after, "error": _dumps(error)},
+            {"run_after": run_after, "error": json_text(error)},
         )
 
     async def requeue(self, task_id: str) -> bool:
@@ -541,7 +373,7 @@ class SQLiteStore(SQLiteDeliveries, SQLiteKnowledge):  # sources and chunks: tas
 
     async def cancel(self, task_id: str) -> Task:
         now = time.time()
-        params = (_dumps(cancelled_result()), now, task_id)
+        params = (json_text(cancelled_result()), now, task_id)
 
         def op(conn: sqlite3.Connection) -> Any:
             rows = conn.execute(
@@ -609,7 +441,7 @@ class SQLiteStore(SQLiteDeliveries, SQLiteKnowledge):  # sources and chunks: tas
 
     async def recover_interrupted(self) -> Recovery:
         now = time.time()
-        params = (_dumps(interrupted_result()), now)
+        params = (json_text(interrupted_result()), now)
 
         def op(conn: sqlite3.Connection) -> list[Any]:
             rows = conn.execute(

@@ -314,6 +314,8 @@ async def test_a_tool_cannot_outlast_the_runs_timeout(
     payload = {"args": {"url": target.url + "/slow"}}
     done = await run(hookd, fake_llm, "tool=http_request", payload, timeout_s=0.5, max_attempts=1)
     assert done["status"] == "FAILURE" and done["result"]["type"] == "timeout", done
+    # The call the timeout cut off is not shown; none finished, so the result has no tool_calls.
+    assert "tool_calls" not in done["result"], done
 
 
 async def test_max_steps_ends_a_run_that_keeps_calling_tools(
@@ -325,6 +327,9 @@ async def test_max_steps_ends_a_run_that_keeps_calling_tools(
     assert done["result"]["type"] == "max_steps_exceeded"
     assert "max_steps is 3" in done["result"]["error"]
     assert len(fake_llm.calls_for(model)) == 3 and len(target.hits) == 3
+    # The failure still shows what the run did: the calls of its three steps.
+    assert [c["step"] for c in done["result"]["tool_calls"]] == [1, 2, 3], done
+    assert all(c["output"].startswith("HTTP 200") for c in done["result"]["tool_calls"]), done
 
 
 # -- read_webpage and notify -------------------------------------------------------------

@@ -59,7 +59,13 @@ def _arguments_problem(validator: Draft202012Validator, arguments: dict[str, Any
 class ToolRunner:
     """The tool calls of one run of one task."""
 
-    def __init__(self, tools: list[Tool], journal: ToolJournal, task_id: str) -> None:
+    def __init__(
+        self,
+        tools: list[Tool],
+        journal: ToolJournal,
+        task_id: str,
+        records: list[dict[str, Any]] | None = None,
+    ) -> None:
         self._tools = {tool.name: tool for tool in tools}
         # An empty registry: a $ref in a tool's schema is never fetched from anywhere.
         self._validators = {
@@ -68,7 +74,7 @@ class ToolRunner:
         self._journal = journal
         self._task_id = task_id
         self._done: dict[JournalKey, str] | None = None  # read once, on the first call
-        self.records: list[dict[str, Any]] = []  # result.tool_calls
+        self.records: list[dict[str, Any]] = [] if records is None else records  # result.tool_calls
 
     async def call(self, step: int, call: ToolCall) -> ToolResult:
         if self._done is None:

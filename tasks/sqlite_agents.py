@@ -1,0 +1,190 @@
+"""The SQLite store's agents: their columns, and the store methods that read and write them.
+
+`SQLiteStore` (tasks/sqlite_store.py) inherits `SQLiteAgents`; claims read agents with the same
+columns (`AGENT_COLUMNS`, `agent_from_row`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from agents.agent import Agent
+from agents.signatures import Signature
+from agents.tokens import new_signing_secret
+from errors import Conflict, NotFound
+from tasks.ids import uuid7
+from tasks.sqlite_json import json_or_none, json_text
+from tasks.sqlite_writer import WriteOp
+from tasks.store import cancelled_result
+
+T = TypeVar("T")
+
+AGENT_COLUMNS = (
+    "id, name, description, prompt, input_template, llm, max_attempts, timeout_s,"
+    " max_concurrency, rate_limit, status, created_at, updated_at, signature_type, signature_secret,"
+    " tools, max_steps, json_schema, callback_url, callback_secret, mcp_servers,"
+    " knowledge_top_k"
+)
+_AGENT_WRITABLE = (
+    "name", "description", "prompt", "input_template", "llm",
+    "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status",
+    "signature_type", "signature_secret",
+    "tools", "max_steps", "json_schema",
+    "callback_url", "mcp_servers", "knowledge_top_k",
+)  # fmt: skip
+_AGENT_JSON = ("llm", "tools", "json_schema", "mcp_servers")  # stored as JSON text
+
+
+def agent_from_row(row: Sequence[Any]) -> Agent:
+    return Agent(
+        id=row[0],
+        name=row[1],
+        description=row[2],
+        prompt=row[3],
+        input_template=row[4],
+        llm=json.loads(row[5]),
+        max_attempts=row[6],
+        timeout_s=row[7],
+        max_concurrency=row[8],
+        rate_limit=row[9],
+        status=row[10],
+        created_at=row[11],
+        updated_at=row[12],
+        signature=None if row[13] is None else Signature(row[13], row[14]),
+        tools=json.loads(row[15]),
+        max_steps=row[16],
+        json_schema=json_or_none(row[17]),
+        callback_url=row[18],
+        callback_secret=row[19],
+        mcp_servers=json.loads(row[20]),
+        knowledge_top_k=row[21],
+    )
+
+
+def _agent_row(fields: dict[str, Any]) -> dict[str, Any]:
+    """Validated agent fields as column values."""
+    unknown = set(fields) - set(_AGENT_WRITABLE)
+    assert not unknown, f"not agent columns: {unknown}"
+    return {k: (json_text(v) if k in _AGENT_JSON and v is not None else v) for k, v in fields.items()}
+
+
+def _insert_agent(fields: dict[str, Any], token_sha256: bytes, now: float) -> tuple[str, dict[str, Any]]:
+    row = _agent_row(fields) | {"id": uuid7(), "token_sha256": token_sha256}
+    row["callback_secret"] = new_signing_secret()
+    row |= {"created_at": now, "updated_at": now}
+    columns = ", ".join(row)
+    placeholders = ", ".join(f":{c}" for c in row)
+    return f"INSERT INTO agents ({columns}) VALUES ({placeholders}) RETURNING {AGENT_COLUMNS}", row
+
+
+def _update_agent(agent_id: str, row: dict[str, Any], now: float) -> tuple[str, dict[str, Any]]:
+    row = row | {"updated_at": now, "id": agent_id}
+    assignments = ", ".join(f"{c} = :{c}" for c in row if c != "id")
+    return f"UPDATE agents SET {assignments} WHERE id = :id RETURNING {AGENT_COLUMNS}", row
+
+
+class SQLiteAgents:
+    """Agent operations of the SQLite store (see tasks/store.py for their contracts)."""
+
+    async def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        raise NotImplementedError  # SQLiteStore's
+
+    async def _write(self, op: WriteOp[T]) -> T:
+        raise NotImplementedError  # SQLiteStore's
+
+    async def create_agent(self, fields: dict[str, Any], token_sha256: bytes) -> Agent:
+        sql, row = _insert_agent(fields, token_sha256, time.time())
+
+        def op(conn: sqlite3.Connection) -> Any:
+            return conn.execute(sql, row).fetchall()
+
+        try:
+            (created,) = await self._write(op)
+        except sqlite3.IntegrityError:
+            raise Conflict(f"An agent named '{fields['name']}' already exists.") from None
+        return agent_from_row(created)
+
+    async def get_agent(self, agent_id: str) -> Agent:
+        rows = await self._read(f"SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?", (agent_id,))
+        if not rows:
+            raise NotFound(f"No agent has id '{agent_id}'.")
+        return agent_from_row(rows[0])
+
+    async def get_agent_by_name(self, name: str) -> Agent:
+        rows = await self._read(f"SELECT {AGENT_COLUMNS} FROM agents WHERE name = ?", (name,))
+        if not rows:
+            raise NotFound(f"No agent is named '{name}'.")
+        return agent_from_row(rows[0])
+
+    async def agent_for_token(self, token_sha256: bytes) -> Agent | None:
+        rows = await self._read(f"SELECT {AGENT_COLUMNS} FROM agents WHERE token_sha256 = ?", (token_sha256,))
+        return agent_from_row(rows[0]) if rows else None
+
+    async def list_agents(self) -> list[Agent]:
+        return [
+            agent_from_row(r) for r in await self._read(f"SELECT {AGENT_COLUMNS} FROM agents ORDER BY name")
+        ]
+
+    async def _update_agent_columns(self, agent_id: str, row: dict[str, Any]) -> Agent:
+        sql, row = _update_agent(agent_id, row, time.time())
+
+        def op(conn: sqlite3.Connection) -> Any:
+            return conn.execute(sql, row).fetchall()
+
+        try:
+            rows = await self._write(op)
+        except sqlite3.IntegrityError:
+            raise Conflict(f"An agent named '{row.get('name')}' already exists.") from None
+        if not rows:
+            raise NotFound(f"No agent has id '{agent_id}'.")
+        return agent_from_row(rows[0])
+
+    async def update_agent(self, agent_id: str, fields: dict[str, Any]) -> Agent:
+        return await self._update_agent_columns(agent_id, _agent_row(fields))
+
+    async def save_agents(
+        self, creates: Sequence[tuple[dict[str, Any], bytes]], updates: Sequence[tuple[str, dict[str, Any]]]
+    ) -> list[Agent]:
+        now = time.time()
+        statements = [_insert_agent(fields, token_sha256, now) for fields, token_sha256 in creates]
+        statements += [_update_agent(agent_id, _agent_row(fields), now) for agent_id, fields in updates]
+
+        def op(conn: sqlite3.Connection) -> list[Any]:
+            rows = [conn.execute(sql, row).fetchall() for sql, row in statements]
+            if [] in rows:  # an agent to update was deleted meanwhile: raising rolls all back
+                raise NotFound("An agent to update was deleted meanwhile; nothing was changed.")
+            return [found for (found,) in rows]
+
+        try:
+            rows = await self._write(op)
+        except sqlite3.IntegrityError:
+            raise Conflict("One of these names was taken meanwhile; nothing was changed.") from None
+        return [agent_from_row(row) for row in rows]
+
+    async def set_agent_token(self, agent_id: str, token_sha256: bytes) -> Agent:
+        return await self._update_agent_columns(agent_id, {"token_sha256": token_sha256})
+
+    async def set_callback_secret(self, agent_id: str, secret: str) -> Agent:
+        return await self._update_agent_columns(agent_id, {"callback_secret": secret})
+
+    async def delete_agent(self, agent_id: str) -> list[str]:
+        now = time.time()
+        result = json_text(cancelled_result())
+
+        def op(conn: sqlite3.Connection) -> list[str] | None:
+            cancelled = conn.execute(
+                "UPDATE tasks SET status = 'FAILURE', result = ?, finished_at = ?"
+                " WHERE agent_id = ? AND status NOT IN ('SUCCESS', 'FAILURE') RETURNING id",
+                (result, now, agent_id),
+            ).fetchall()
+            cursor = conn.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
+            return [r[0] for r in cancelled] if cursor.rowcount else None
+
+        cancelled_ids = await self._write(op)
+        if cancelled_ids is None:
+            raise NotFound(f"No agent has id '{agent_id}'.")
+        return cancelled_ids
