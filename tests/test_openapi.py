@@ -24,7 +24,8 @@ from schemathesis import GenerationMode
 
 from agents.agent import validate_agent_fields
 from agents.tokens import WEBHOOK_PATH
-from api.openapi import DOCUMENT, PATHS, RATE_UNITS
+from api.openapi import DOCUMENT, PATHS
+from api.openapi_agent_schemas import RATE_UNITS
 from errors import InvalidInput
 from server import create_app
 from settings import load_settings, parse_rate_limit
@@ -61,8 +62,10 @@ def test_the_document_lists_exactly_the_app_routes(tmp_path: Path) -> None:
         # HEAD: aiohttp's twin of each GET; *: the catch-all that answers 404 and 405
         if route.method not in ("HEAD", "*") and route.resource is not None
     }
-    assert registered - documented_routes() == set(), "routes missing from api/openapi.py"
-    assert documented_routes() - registered == set(), "api/openapi.py lists routes the app does not have"
+    assert registered - documented_routes() == set(), "routes missing from api/openapi_paths.py"
+    assert documented_routes() - registered == set(), (
+        "api/openapi_paths.py lists routes the app does not have"
+    )
 
 
 def test_the_agent_body_lists_exactly_the_fields_hookd_takes() -> None:
