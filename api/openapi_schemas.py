@@ -123,7 +123,14 @@ RESULT: Schema = {
                     " max_steps_exceeded, schema_mismatch, config_error, mcp_unavailable, cancelled, interrupted"
                     " or internal_error.",
                 },
-            }
+                "tool_calls": {
+                    "type": "array",
+                    "items": TOOL_CALL,
+                    "description": "Only when the failed attempt had made tool calls: the ones it"
+                    " finished, in order.",
+                },
+            },
+            required=("error", "type"),
         ),
     ],
 }
