@@ -76,6 +76,7 @@ class RunContext:
     task_id: str
     payload_json: str  # as accepted
     attempt: int  # 1 for the first run, counting this one
+    has_sources: bool = True  # False: the agent had no knowledge sources at the claim; no search
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # result.tool_calls, as made
 
 
@@ -112,7 +113,7 @@ async def run_agent(
     """Run `agent` on its task's payload once: the SUCCESS result, or a ModelError."""
     config = resolve_model(agent, defaults)
     user = user_message(json.loads(run.payload_json), agent.input_template)
-    passages = await find_passages(agent.id, agent.knowledge_top_k, user, search)
+    passages = await find_passages(agent.id, agent.knowledge_top_k, user, search if run.has_sources else None)
     system = with_sources(agent.prompt, passages)
     if config.provider == "echo":  # no model, so no tools and no schema either
         result: dict[str, Any] = {"answer": echo_answer(system, user), "model": "echo", "usage": {}}

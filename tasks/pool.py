@@ -22,7 +22,7 @@ from agents.providers import ModelError
 from agents.run import RunContext
 from errors import StorageUnavailable
 from tasks.events import TaskEvent, TaskEvents
-from tasks.store import Store, Task
+from tasks.store import Claim, Store, Task
 
 log = logging.getLogger("hookd.pool")
 
@@ -169,10 +169,11 @@ class WorkerPool:
                     log.exception("claiming tasks failed; trying again in %g s", self._poll_interval_s)
                     claimed = []
                 self.queue_depth = max(0, self.queue_depth - len(claimed))
-                for task, agent in ((c.task, c.agent) for c in claimed):
+                for claim in claimed:
+                    task = claim.task
                     self.events.publish(TaskEvent(task.id, task.agent_id, "STARTED", task.attempts))
                     self._at_model.add(task.id)
-                    run = asyncio.create_task(self._run(task, agent), name=f"hookd-run-{task.id}")
+                    run = asyncio.create_task(self._run(claim), name=f"hookd-run-{task.id}")
                     # Also when the run is cancelled before its first step (its finally never runs).
                     run.add_done_callback(partial(self._release_slot, task.id))
                     self._running[task.id] = run
@@ -192,11 +193,12 @@ class WorkerPool:
         except Exception:
             log.exception("counting the queue failed")
 
-    async def _run(self, task: Task, agent: Agent) -> None:
+    async def _run(self, claim: Claim) -> None:
+        task = claim.task
         started = time.monotonic()
         try:
             try:
-                outcome = await self._execute(task, agent)
+                outcome = await self._execute(claim)
             except asyncio.CancelledError:
                 self._release_slot(task.id)
                 if task.id not in self._cancelled:  # shutdown: this attempt does not count
@@ -253,8 +255,9 @@ class WorkerPool:
                 }
                 write = partial(self._finish, task, "FAILURE", failure, None)
 
-    async def _execute(self, task: Task, agent: Agent) -> _Outcome:
-        run = RunContext(task.id, task.payload, task.attempts)
+    async def _execute(self, claim: Claim) -> _Outcome:
+        task, agent = claim.task, claim.agent
+        run = RunContext(task.id, task.payload, task.attempts, has_sources=claim.agent_has_sources)
         try:
             async with asyncio.timeout(agent.timeout_s):
                 return _Outcome("SUCCESS", await self._run_agent(agent, run))

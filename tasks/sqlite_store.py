@@ -316,20 +316,25 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
         scan = min(max(limit * CLAIM_SCAN_ROWS_PER_SLOT, CLAIM_SCAN_ROWS_MIN), CLAIM_SCAN_ROWS_MAX)
         params = {"now": time.time(), "limit": limit, "scan": scan}
 
-        def op(conn: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+        def op(conn: sqlite3.Connection) -> tuple[list[Any], list[Any], set[str]]:
             limited = conn.execute(ANY_LIMITED_AGENT_SQL).fetchall()
             tasks = conn.execute(CLAIM_SQL if limited else CLAIM_UNLIMITED_SQL, params).fetchall()
+            if not tasks:
+                return tasks, [], set()
             # The claim joined each task's agent as active, in this transaction: it exists.
             agent_ids = list({row[1] for row in tasks})
+            among = f"({', '.join('?' * len(agent_ids))})"
             agents = conn.execute(
-                f"SELECT {AGENT_COLUMNS} FROM agents WHERE id IN ({', '.join('?' * len(agent_ids))})",
-                agent_ids,
+                f"SELECT {AGENT_COLUMNS} FROM agents WHERE id IN {among}", agent_ids
             ).fetchall()
-            return tasks, agents
+            with_sources = conn.execute(
+                f"SELECT DISTINCT agent_id FROM sources WHERE agent_id IN {among}", agent_ids
+            ).fetchall()
+            return tasks, agents, {agent_id for (agent_id,) in with_sources}
 
-        task_rows, agent_rows = await self._write(op)
+        task_rows, agent_rows, with_sources = await self._write(op)
         agents = {row[0]: agent_from_row(row) for row in agent_rows}
-        return [Claim(_task(row), agents[row[1]]) for row in task_rows]
+        return [Claim(_task(row), agents[row[1]], row[1] in with_sources) for row in task_rows]
 
     async def _update_started(self, task_id: str, assignments: str, params: dict[str, Any]) -> bool:
         sql = f"UPDATE tasks SET {assignments} WHERE id = :id AND status = 'STARTED'"

@@ -71,6 +71,7 @@ class Claim:
 
     task: Task
     agent: Agent
+    agent_has_sources: bool  # knowledge to search before the run (else the run skips the search)
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,8 @@ class Store(ABC):
     @abstractmethod
     async def claim_batch(self, limit: int) -> list[Claim]:
         """Atomically move up to `limit` runnable tasks to STARTED (counting an attempt), each
-        returned with its agent (so a run needs no read of its own before it starts).
+        returned with its agent and whether that agent has knowledge sources (so a run needs no
+        read of its own before it starts).
 
         Runnable: PENDING or RETRY, due, of an active agent, and within the agent's
         max_concurrency counting the tasks already running.

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.knowledge import prepare_source
 from tasks.ids import uuid7
 from tasks.sqlite_schema import schema_version
 from tasks.sqlite_store import CLAIM_SQL, SQLiteStore
@@ -76,7 +77,7 @@ async def test_claim_counts_an_attempt_and_finish_is_guarded(store: SQLiteStore)
     task_id = await store.enqueue(b"h" * 32, '{"q": 1}')
     (claimed,) = await store.claim_batch(10)
     assert (claimed.task.id, claimed.task.status, claimed.task.attempts) == (task_id, "STARTED", 1)
-    assert claimed.agent.name == "a"
+    assert claimed.agent.name == "a" and not claimed.agent_has_sources
     assert await store.claim_batch(10) == []
     await store.cancel(task_id)
     assert await store.finish(task_id, "SUCCESS", {"answer": "late"}) is False  # cancel won
@@ -104,3 +105,12 @@ def test_uuid7_is_time_ordered_and_unique() -> None:
     ids = [uuid7() for _ in range(20_000)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert {uuid.UUID(i).version for i in ids} == {7}
+
+
+async def test_a_claim_says_whether_the_agent_has_knowledge_sources(store: SQLiteStore) -> None:
+    with_sources = await store.create_agent({"name": "reads"}, b"r" * 32)
+    await store.create_agent({"name": "plain"}, b"p" * 32)
+    await store.add_source(with_sources.id, prepare_source("notes.md", "markdown", "# Notes\n\nSome text."))
+    read, plain = await store.enqueue(b"r" * 32, "{}"), await store.enqueue(b"p" * 32, "{}")
+    claims = {claim.task.id: claim.agent_has_sources for claim in await store.claim_batch(10)}
+    assert claims == {read: True, plain: False}
