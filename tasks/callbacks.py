@@ -110,8 +110,9 @@ class CallbackSender:
         self._sending: dict[str, asyncio.Task[None]] = {}
 
     def on_event(self, event: TaskEvent) -> None:
-        """A pool listener: a final result may have queued a delivery."""
-        if event.final:
+        """A pool listener: a final result may have queued a delivery (not looked for when the
+        result's commit is known to have queued none: most agents have no callback_url)."""
+        if event.final and event.delivery_queued is not False:
             self._wakeup.set()
 
     async def run(self) -> None:

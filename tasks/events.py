@@ -27,6 +27,9 @@ class TaskEvent:
     elapsed_s: float | None = None  # the attempt's run time, for RETRY, SUCCESS and FAILURE
     error_type: str | None = None  # the result's or last error's `type`, if it failed
     at: float = field(default_factory=time.time)  # epoch seconds
+    # For a final status: whether a callback delivery was queued with it (None: not known, so a
+    # listener that sends deliveries looks).
+    delivery_queued: bool | None = None
 
     @property
     def final(self) -> bool:

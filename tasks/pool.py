@@ -296,13 +296,21 @@ class WorkerPool:
 
     async def _finish(self, task: Task, status: str, result: dict[str, Any], elapsed_s: float | None) -> bool:
         """Store a final result; False if the task had been ended meanwhile (e.g. cancelled)."""
-        stored = await self._store.finish(task.id, status, result)
-        if stored:
+        finished = await self._store.finish(task.id, status, result)
+        if finished is not None:
             error_type = result.get("type") if status == "FAILURE" else None
             self.events.publish(
-                TaskEvent(task.id, task.agent_id, status, task.attempts, elapsed_s, error_type)
+                TaskEvent(
+                    task.id,
+                    task.agent_id,
+                    status,
+                    task.attempts,
+                    elapsed_s,
+                    error_type,
+                    delivery_queued=finished.delivery_queued,
+                )
             )
-        return stored
+        return finished is not None
 
     async def _record(self, task: Task, outcome: _Outcome, elapsed_s: float) -> None:
         if outcome.status == "RETRY":

@@ -30,11 +30,10 @@ _QUEUE_SQL = (
 )
 
 
-def queue_deliveries(conn: sqlite3.Connection, task_ids: Iterable[str], now: float) -> None:
+def queue_deliveries(conn: sqlite3.Connection, task_ids: Iterable[str], now: float) -> int:
     """In the caller's transaction: a pending delivery for each of these (just finished) tasks
-    whose agent has a callback_url, due at once."""
-    for task_id in task_ids:
-        conn.execute(_QUEUE_SQL, (uuid7(), now, now, task_id))
+    whose agent has a callback_url, due at once; how many were queued."""
+    return sum(conn.execute(_QUEUE_SQL, (uuid7(), now, now, task_id)).rowcount for task_id in task_ids)
 
 
 def fill_callback_secrets(conn: sqlite3.Connection) -> None:

@@ -31,6 +31,7 @@ from tasks.store import (
     STATUSES,
     Claim,
     Enqueued,
+    Finished,
     Recovered,
     Recovery,
     Task,
@@ -345,20 +346,20 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
 
         return await self._write(op) == 1
 
-    async def finish(self, task_id: str, status: str, result: dict[str, Any]) -> bool:
+    async def finish(self, task_id: str, status: str, result: dict[str, Any]) -> Finished | None:
         assert status in ("SUCCESS", "FAILURE")
         now = time.time()
         params = {"id": task_id, "status": status, "result": json_text(result), "now": now}
 
-        def op(conn: sqlite3.Connection) -> bool:
+        def op(conn: sqlite3.Connection) -> Finished | None:
             finished = conn.execute(
                 "UPDATE tasks SET status = :status, result = :result, finished_at = :now"
                 " WHERE id = :id AND status = 'STARTED'",
                 params,
             ).rowcount
-            if finished:
-                queue_deliveries(conn, [task_id], now)
-            return finished == 1
+            if finished != 1:
+                return None
+            return Finished(delivery_queued=queue_deliveries(conn, [task_id], now) > 0)
 
         return await self._write(op)
 

@@ -75,6 +75,13 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Finished:
+    """A final result just stored."""
+
+    delivery_queued: bool  # its agent has a callback_url: a Delivery was queued with it
+
+
+@dataclass(frozen=True)
 class Enqueued:
     """The task an idempotent webhook request answers with."""
 
@@ -263,8 +270,8 @@ class Store(ABC):
         """
 
     @abstractmethod
-    async def finish(self, task_id: str, status: str, result: dict[str, Any]) -> bool:
-        """STARTED → SUCCESS or FAILURE. False (and no change) if the task is no longer
+    async def finish(self, task_id: str, status: str, result: dict[str, Any]) -> Finished | None:
+        """STARTED → SUCCESS or FAILURE. None (and no change) if the task is no longer
         STARTED, e.g. it was cancelled meanwhile.
 
         Every write that makes a task final (this, `cancel`, `recover_interrupted`) also queues

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 import uuid
 from pathlib import Path
 
@@ -80,7 +81,7 @@ async def test_claim_counts_an_attempt_and_finish_is_guarded(store: SQLiteStore)
     assert claimed.agent.name == "a" and not claimed.agent_has_sources
     assert await store.claim_batch(10) == []
     await store.cancel(task_id)
-    assert await store.finish(task_id, "SUCCESS", {"answer": "late"}) is False  # cancel won
+    assert await store.finish(task_id, "SUCCESS", {"answer": "late"}) is None  # cancel won
     task = await store.get_task(task_id)
     assert task is not None and task.result == {"error": "The task was cancelled.", "type": "cancelled"}
 
@@ -114,3 +115,16 @@ async def test_a_claim_says_whether_the_agent_has_knowledge_sources(store: SQLit
     read, plain = await store.enqueue(b"r" * 32, "{}"), await store.enqueue(b"p" * 32, "{}")
     claims = {claim.task.id: claim.agent_has_sources for claim in await store.claim_batch(10)}
     assert claims == {read: True, plain: False}
+
+
+async def test_finish_says_whether_it_queued_a_callback_delivery(store: SQLiteStore) -> None:
+    await store.create_agent({"name": "calls-back", "callback_url": "https://example.com/hook"}, b"c" * 32)
+    await store.create_agent({"name": "quiet"}, b"q" * 32)
+    called, quiet = await store.enqueue(b"c" * 32, "{}"), await store.enqueue(b"q" * 32, "{}")
+    await store.claim_batch(10)
+    assert called and quiet
+    finished = await store.finish(called, "SUCCESS", {"answer": "a", "model": "m", "usage": {}})
+    assert finished is not None and finished.delivery_queued
+    finished = await store.finish(quiet, "SUCCESS", {"answer": "a", "model": "m", "usage": {}})
+    assert finished is not None and not finished.delivery_queued
+    assert [d.task_id for d in await store.due_deliveries(time.time() + 1, 10)] == [called]
