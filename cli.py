@@ -125,7 +125,10 @@ def _show_webhook(settings: Settings, agent: Agent, token: str, verb: str) -> No
 
 async def agents_create(store: Store, settings: Settings, args: argparse.Namespace) -> None:
     fields = validate_agent_fields(
-        _agent_fields(args), creating=True, allow_private_callbacks=settings.callback_allow_private
+        _agent_fields(args),
+        creating=True,
+        allow_private_callbacks=settings.callback_allow_private,
+        mcp_commands=settings.mcp_commands,
     )
     token, token_hash = new_token()
     agent = await store.create_agent(fields, token_hash)
@@ -153,7 +156,10 @@ async def agents_show(store: Store, settings: Settings, args: argparse.Namespace
 async def agents_update(store: Store, settings: Settings, args: argparse.Namespace) -> None:
     agent = await _find_agent(store, args.agent)
     fields = validate_agent_fields(
-        _agent_fields(args), creating=False, allow_private_callbacks=settings.callback_allow_private
+        _agent_fields(args),
+        creating=False,
+        allow_private_callbacks=settings.callback_allow_private,
+        mcp_commands=settings.mcp_commands,
     )
     if "llm" in fields:  # flags change single llm keys; keep the others
         fields["llm"] = agent.llm | fields["llm"]
@@ -182,6 +188,7 @@ async def agents_apply(store: Store, settings: Settings, args: argparse.Namespac
         declared,
         await store.list_agents(),
         allow_private_callbacks=settings.callback_allow_private,
+        mcp_commands=settings.mcp_commands,
         environ=os.environ,
     )
     outcomes = None if args.dry_run else await apply.apply(store, steps)

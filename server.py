@@ -127,6 +127,7 @@ async def worker_pool_ctx(app: web.Application) -> AsyncIterator[None]:
             defaults=defaults,
             journal=app[store_key],
             search=app[store_key].search_chunks,
+            mcp_commands=settings.mcp_commands,
         ),
         workers=settings.workers,
         shutdown_grace_s=settings.shutdown_grace_s,

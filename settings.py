@@ -105,6 +105,16 @@ def parse_rate_limit(text: str) -> RateLimit | None:
     return RateLimit(int(match.group(1)), _PERIODS_S[match.group(2)])
 
 
+def _programs(text: str) -> tuple[str, ...]:
+    """A comma-separated list of programs: names looked up on PATH, or absolute paths; * is any."""
+    programs = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    for program in programs:
+        relative_path = "/" in program and not program.startswith("/")
+        if program != "*" and (relative_path or "\0" in program):
+            raise ValueError(f"'{program}' must be a program name (npx) or an absolute path (/usr/bin/npx)")
+    return programs
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -210,6 +220,15 @@ SETTINGS: tuple[Setting, ...] = (
         _bool,
     ),
     Setting(
+        "mcp_commands",
+        "",
+        "Programs an agent's MCP server may start (stdio), comma-separated: names as found on"
+        " PATH (`npx,uvx`) or absolute paths, matched exactly against the command's first word;"
+        " `*` allows any. Empty: only MCP servers over HTTP. Whoever holds the admin key can run"
+        " what is listed here as hookd's user.",
+        _programs,
+    ),
+    Setting(
         "llm_provider",
         "openai",
         "Default model API for agents that name none: openai, anthropic or echo.",
@@ -264,6 +283,7 @@ class Settings:
     retry_backoff_s: float
     sync: str
     callback_allow_private: bool
+    mcp_commands: tuple[str, ...]
     llm_provider: str
     llm_base_url: str
     llm_model: str

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from agents.env_names import check_env_name
-from agents.mcp_config import check_mcp_servers
+from agents.mcp_config import check_mcp_servers, refuse_unlisted_commands
 from agents.prompt import check_template
 from agents.signatures import Signature, validate_signature
 from agents.structured import check_json_schema
@@ -206,11 +207,12 @@ def _callback_url(value: Any, *, allow_private: bool) -> str | None:
 
 
 def validate_agent_fields(
-    data: Any, *, creating: bool, allow_private_callbacks: bool = False
+    data: Any, *, creating: bool, allow_private_callbacks: bool = False, mcp_commands: Sequence[str] = ()
 ) -> dict[str, Any]:
     """Check an agent object from the API or the CLI; return the fields to store.
 
     Unknown fields are refused rather than ignored, so a typo cannot go unnoticed.
+    `allow_private_callbacks` is HOOKD_CALLBACK_ALLOW_PRIVATE, `mcp_commands` HOOKD_MCP_COMMANDS.
     """
     if not isinstance(data, dict):
         raise InvalidInput("The body must be a JSON object describing the agent.")
@@ -275,6 +277,7 @@ def validate_agent_fields(
             fields[key] = check_json_schema(value)
         elif key == "mcp_servers":
             fields[key] = check_mcp_servers(value)
+            refuse_unlisted_commands(fields[key], mcp_commands)
         elif key == "callback_url":
             fields[key] = _callback_url(value, allow_private=allow_private_callbacks)
         elif key == "knowledge_top_k":

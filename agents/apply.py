@@ -14,7 +14,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,12 +170,13 @@ def plan(
     existing: list[Agent],
     *,
     allow_private_callbacks: bool,
+    mcp_commands: Sequence[str] = (),
     environ: Mapping[str, str] = os.environ,
 ) -> list[Step]:
     """Check every declared agent and say what applying each does. InvalidInput naming the
     file, the agent and the field for every agent that is wrong (then nothing is written).
-    `allow_private_callbacks` is HOOKD_CALLBACK_ALLOW_PRIVATE; `environ` holds the secrets
-    that `signature.secret_env` names."""
+    `allow_private_callbacks` is HOOKD_CALLBACK_ALLOW_PRIVATE, `mcp_commands` HOOKD_MCP_COMMANDS;
+    `environ` holds the secrets that `signature.secret_env` names."""
     by_name = {agent.name: agent for agent in existing}
     errors: list[str] = []
     steps: list[Step] = []
@@ -194,6 +195,7 @@ def plan(
                 _signature_from_env(data, environ),
                 creating=True,
                 allow_private_callbacks=allow_private_callbacks,
+                mcp_commands=mcp_commands,
             )
         except InvalidInput as exc:
             errors.append(f"{label}: {who}: {exc}")

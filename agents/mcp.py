@@ -14,11 +14,13 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING, Any, TextIO, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from agents.env_names import secret_from_env
+from agents.mcp_config import refusal, unlisted_command
 from agents.providers import ModelError
 from agents.tools.base import ToolError
 
@@ -76,14 +78,23 @@ class McpTool:
         return text
 
 
-async def open_mcp_tools(configs: list[dict[str, Any]], stack: AsyncExitStack) -> list[McpTool]:
+async def open_mcp_tools(
+    configs: list[dict[str, Any]], stack: AsyncExitStack, commands: Sequence[str] = ()
+) -> list[McpTool]:
     """Connect to the agent's MCP servers and return their tools; the servers close with `stack`.
+
+    `commands` is HOOKD_MCP_COMMANDS: a stdio server whose program it does not list is not
+    started (the agent may have been saved before the list changed): config_error.
 
     The servers are connected one after another in the caller's task: the SDK's task groups
     must be left by the task that entered them, which is the one that closes `stack`.
     """
     if not configs:
         return []
+    for server in configs:
+        program = unlisted_command(server, commands)
+        if program is not None:
+            raise ModelError("config_error", refusal(server["name"], program), transient=False)
     try:
         import mcp  # noqa: F401
     except ImportError:

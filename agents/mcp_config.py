@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -56,6 +57,34 @@ def check_mcp_servers(value: Any) -> list[dict[str, Any]]:
             )
         checked.append(server)
     return checked
+
+
+def unlisted_command(server: dict[str, Any], allowed: Sequence[str]) -> str | None:
+    """The program a stdio server would start when HOOKD_MCP_COMMANDS does not list it, else None."""
+    if "command" not in server or "*" in allowed:
+        return None
+    program: str = server["command"][0]
+    return None if program in allowed else program
+
+
+def refusal(server_name: str, program: str) -> str:
+    """Why a server's program may not start, and what the operator can do about it."""
+    return (
+        f"The MCP server {server_name!r} would start {program!r}, which HOOKD_MCP_COMMANDS does not"
+        " list: hookd starts only the programs its operator listed there (e.g."
+        " HOOKD_MCP_COMMANDS=npx,uvx), because whoever can change agents could otherwise run any"
+        " program as hookd's user. Use a listed program, or an MCP server over HTTP (a 'url')."
+    )
+
+
+def refuse_unlisted_commands(servers: list[dict[str, Any]], allowed: Sequence[str]) -> None:
+    """At save time: InvalidInput for a stdio server whose program HOOKD_MCP_COMMANDS does not list."""
+    for n, server in enumerate(servers):
+        program = unlisted_command(server, allowed)
+        if program is not None:
+            raise InvalidInput(
+                f"'mcp_servers[{n}].command': {refusal(server['name'], program)} Nothing was stored."
+            )
 
 
 def _check_server(config: Any, where: str) -> dict[str, Any]:

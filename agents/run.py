@@ -4,6 +4,7 @@ tool calls run between them — until a final answer (in the agent's json_schema
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,8 +110,10 @@ async def run_agent(
     defaults: LLMDefaults,
     journal: ToolJournal,
     search: Search | None = None,
+    mcp_commands: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Run `agent` on its task's payload once: the SUCCESS result, or a ModelError."""
+    """Run `agent` on its task's payload once: the SUCCESS result, or a ModelError.
+    `mcp_commands` is HOOKD_MCP_COMMANDS, the programs its MCP servers may start."""
     config = resolve_model(agent, defaults)
     user = user_message(json.loads(run.payload_json), agent.input_template)
     passages = await find_passages(agent.id, agent.knowledge_top_k, user, search if run.has_sources else None)
@@ -119,7 +122,9 @@ async def run_agent(
         result: dict[str, Any] = {"answer": echo_answer(system, user), "model": "echo", "usage": {}}
         return _with_sources(result, passages)
     async with AsyncExitStack() as stack:  # what the tools hold open, closed when the run ends
-        tools = await open_tools(agent.tools, stack) + await open_mcp_tools(agent.mcp_servers, stack)
+        tools = await open_tools(agent.tools, stack) + await open_mcp_tools(
+            agent.mcp_servers, stack, mcp_commands
+        )
         runner = ToolRunner(tools, journal, run.task_id, records=run.tool_calls)
         specs = [ToolSpec(tool.name, tool.description, tool.parameters) for tool in tools]
         chat = new_chat(config, system, user, specs, agent.json_schema)

@@ -30,8 +30,13 @@ def _with_webhook(request: web.Request, agent: Agent, token: str) -> dict[str, A
 
 
 def _agent_fields(request: web.Request, data: Any, *, creating: bool) -> dict[str, Any]:
-    allow_private = request.app[settings_key].callback_allow_private
-    return validate_agent_fields(data, creating=creating, allow_private_callbacks=allow_private)
+    settings = request.app[settings_key]
+    return validate_agent_fields(
+        data,
+        creating=creating,
+        allow_private_callbacks=settings.callback_allow_private,
+        mcp_commands=settings.mcp_commands,
+    )
 
 
 def _agent_id(request: web.Request) -> str:

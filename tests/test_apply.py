@@ -339,6 +339,7 @@ def test_every_field_applied_again_is_unchanged_and_a_change_is_updated(
 ) -> None:
     first_secret, second_secret = new_secret("standard-webhooks"), new_secret("standard-webhooks")
     env = {"HOOKD_TEST_SIGNING_SECRET": first_secret, "HOOKD_TEST_OTHER_SECRET": second_secret}
+    env["HOOKD_MCP_COMMANDS"] = "python"  # the stdio MCP server's program in FIELDS
     agents_file.write(_agents(0))
     created = agents_file.apply(env=env)
     assert [line for line in created if line.startswith("created ")] == [f"created {n}" for n in FIELDS]

@@ -21,6 +21,7 @@ from agents.mcp import McpTool, ToolError, open_mcp_tools, result_text, tool_nam
 from agents.mcp_config import check_mcp_servers
 from agents.providers import ModelError
 from errors import InvalidInput
+from settings import SettingsError, load_settings
 from tests.processes import REPO_ROOT, free_port
 
 SERVER = str(REPO_ROOT / "tests" / "mcp_server.py")
@@ -32,17 +33,26 @@ def stdio(**changes: Any) -> dict[str, Any]:
     return {"name": "calc", "command": [sys.executable, SERVER]} | changes
 
 
+ANY_COMMAND = ("*",)  # HOOKD_MCP_COMMANDS=*
+
+
 @asynccontextmanager
-async def connected(*servers: dict[str, Any]) -> AsyncIterator[dict[str, McpTool]]:
+async def connected(
+    *servers: dict[str, Any], commands: tuple[str, ...] = ANY_COMMAND
+) -> AsyncIterator[dict[str, McpTool]]:
     """The servers' tools by name, for as long as a run would hold them."""
     async with AsyncExitStack() as stack:
-        tools = await open_mcp_tools(check_mcp_servers(list(servers)), stack)
+        tools = await open_mcp_tools(check_mcp_servers(list(servers)), stack, commands)
         yield {tool.name: tool for tool in tools}
 
 
 async def unavailable(*servers: dict[str, Any]) -> ModelError:
+    return await unavailable_with(*servers, commands=ANY_COMMAND)
+
+
+async def unavailable_with(*servers: dict[str, Any], commands: tuple[str, ...]) -> ModelError:
     with pytest.raises(ModelError) as caught:
-        async with connected(*servers):
+        async with connected(*servers, commands=commands):
             pass
     return caught.value
 
@@ -291,7 +301,7 @@ async def test_a_saved_server_naming_hookds_own_variable_gets_nothing(
     saved[field] = {name: "HOOKD_ADMIN_KEY" for name in saved[field]}  # as an older hookd kept it
     async with AsyncExitStack() as stack:
         with pytest.raises(ModelError) as caught:
-            await open_mcp_tools([saved], stack)
+            await open_mcp_tools([saved], stack, ANY_COMMAND)
     error = caught.value
     assert error.type == "config_error" and not error.transient
     assert "variables starting with HOOKD_ are hookd's own settings" in str(error)
@@ -322,7 +332,7 @@ async def test_without_the_mcp_package_an_agent_with_servers_says_how_to_install
         monkeypatch.setitem(sys.modules, "mcp", None)  # what `import mcp` meets without the extra
         assert await open_mcp_tools([], stack) == []  # an agent without servers does not need it
         with pytest.raises(ModelError) as caught:
-            await open_mcp_tools(check_mcp_servers([stdio()]), stack)
+            await open_mcp_tools(check_mcp_servers([stdio()]), stack, ANY_COMMAND)
     assert caught.value.type == "config_error" and not caught.value.transient
     assert "pip install 'hookd[mcp]'" in str(caught.value)
 
@@ -470,7 +480,56 @@ def test_bad_servers_are_refused_with_a_message_naming_the_field(servers: Any, m
     assert message in str(caught.value)
 
 
+# -- HOOKD_MCP_COMMANDS: which programs a stdio server may start ------------------------------
+
+
+async def test_a_program_the_list_does_not_name_is_not_started(tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    server = stdio(command=[sys.executable, "-c", f"open({str(started)!r}, 'w')"])
+    for commands in ((), ("npx", "uvx"), (Path(sys.executable).name + "-other",)):
+        error = await unavailable_with(server, commands=commands)
+        assert error.type == "config_error" and not error.transient
+        assert f"would start {sys.executable!r}, which HOOKD_MCP_COMMANDS does not list" in str(error)
+    assert not started.exists()
+
+
+async def test_a_listed_program_starts_matched_by_its_exact_first_word() -> None:
+    async with connected(stdio(), commands=("npx", sys.executable)) as tools:
+        assert "calc__add" in tools
+
+
+async def test_servers_over_http_need_no_listing(http_url: str) -> None:
+    async with connected({"name": "calc", "url": http_url}, commands=()) as tools:
+        assert "calc__add" in tools
+
+
+async def test_the_api_refuses_an_unlisted_program_and_stores_nothing(make_hookd: Any) -> None:
+    hookd = await make_hookd()  # HOOKD_MCP_COMMANDS unset: HTTP servers only
+    response = await hookd.client.post(
+        "/api/agents", json={"name": "x", "mcp_servers": [stdio()]}, headers=hookd.admin
+    )
+    assert response.status == 400
+    message = (await response.json())["message"]
+    assert message.startswith("'mcp_servers[0].command': The MCP server 'calc' would start")
+    assert "HOOKD_MCP_COMMANDS=npx,uvx" in message and "an MCP server over HTTP" in message
+    assert hookd.count_rows("agents") == 0
+
+
+def test_the_setting_takes_names_and_absolute_paths() -> None:
+    environ = {"HOOKD_MCP_COMMANDS": " npx, /usr/bin/uvx ,npx,"}
+    assert load_settings(environ=environ).mcp_commands == ("npx", "/usr/bin/uvx")
+    assert load_settings(environ={}).mcp_commands == ()
+    with pytest.raises(SettingsError, match="must be a program name"):
+        load_settings(environ={"HOOKD_MCP_COMMANDS": "bin/npx"})
+
+
 # -- end to end: an agent's run ---------------------------------------------------------------
+
+
+@pytest.fixture
+async def hookd(make_hookd: Any) -> Any:
+    """hookd allowed to start this Python (the test server's) and the missing program below."""
+    return await make_hookd(mcp_commands=(sys.executable, "/nonexistent/mcp-server"))
 
 
 async def test_an_agent_calls_an_mcp_tool_from_a_webhook(hookd: Any) -> None:

@@ -21,7 +21,7 @@ from playwright.async_api import expect
 from agents.knowledge import MAX_SOURCE_BYTES
 from api.sources import MAX_UPLOAD_BYTES
 from tests.processes import REPO_ROOT
-from tests.web_ui import Web, make_web_fixture, web_fixture
+from tests.web_ui import MakeWeb, Web, make_web_fixture, web_fixture
 
 FIXTURES = (make_web_fixture, web_fixture)  # imported for pytest, which finds them by name
 MCP_SERVER = str(REPO_ROOT / "tests" / "mcp_server.py")
@@ -204,8 +204,9 @@ async def test_a_task_without_knowledge_shows_no_sources(web: Web) -> None:
 
 
 async def test_mcp_servers_and_knowledge_top_k_from_the_form(
-    web: Web, monkeypatch: pytest.MonkeyPatch
+    make_web: MakeWeb, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    web = await make_web(mcp_commands=(sys.executable,))  # HOOKD_MCP_COMMANDS lists the test server's Python
     page, hookd = web.page, web.hookd
     monkeypatch.setenv("CALC_SERVER_TOKEN", "calc-token-value")  # hookd's own environment, read at run time
     await web.open_signed_in()
