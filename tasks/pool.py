@@ -1,4 +1,5 @@
-"""The worker pool: runs claimed tasks in-process, at most `workers` at a time.
+"""The worker pool: runs claimed tasks in-process, at most `workers` waiting on their model
+at a time (a run whose outcome is known is only writing it, and no longer counts).
 
 One dispatcher claims batches of runnable tasks (one atomic UPDATE … RETURNING each) as
 slots free up; each run is its own asyncio task with its own timeout. New work wakes the
@@ -73,7 +74,10 @@ class WorkerPool:
         # Runs still waiting for their model: these hold the `workers` slots. A run whose
         # outcome is known gives its slot back before its final write commits, so the claim
         # of the next task can share that commit instead of waiting for it.
-        self._at_model: set[str] = set()
+        # Keyed by task id, valued by the run (asyncio task): a run touches an entry only while it
+        # is its own, since a task retried at once can be claimed again, in the very commit that
+        # recorded its retry, while its previous run is still finishing.
+        self._at_model: dict[str, asyncio.Task[None]] = {}
         self._finishing: set[asyncio.Task[Any]] = set()
         self._cancelled: set[str] = set()  # running tasks the admin cancelled
         self._wakeup = asyncio.Event()
@@ -172,11 +176,11 @@ class WorkerPool:
                 for claim in claimed:
                     task = claim.task
                     self.events.publish(TaskEvent(task.id, task.agent_id, "STARTED", task.attempts))
-                    self._at_model.add(task.id)
                     run = asyncio.create_task(self._run(claim), name=f"hookd-run-{task.id}")
-                    # Also when the run is cancelled before its first step (its finally never runs).
-                    run.add_done_callback(partial(self._release_slot, task.id))
-                    self._running[task.id] = run
+                    # The bookkeeping ends in a callback: also for a run cancelled before its
+                    # first step, whose own code never runs.
+                    run.add_done_callback(partial(self._run_done, task.id))
+                    self._at_model[task.id] = self._running[task.id] = run
                 if claimed and len(claimed) == free:
                     continue  # the queue may hold more; claim again once a slot frees
             if time.monotonic() - self._counted_at > QUEUE_RECOUNT_S:
@@ -195,32 +199,34 @@ class WorkerPool:
 
     async def _run(self, claim: Claim) -> None:
         task = claim.task
+        this_run = asyncio.current_task()
         started = time.monotonic()
         try:
-            try:
-                outcome = await self._execute(claim)
-            except asyncio.CancelledError:
-                self._release_slot(task.id)
-                if task.id not in self._cancelled:  # shutdown: this attempt does not count
-                    await self._final_write(task, lambda: self._requeue(task))
-                raise
-            elapsed_s = time.monotonic() - started
-            self._release_slot(task.id)
-            await self._final_write(task, lambda: self._record(task, outcome, elapsed_s))
-        finally:
-            self._release_slot(task.id)
-            self._running.pop(task.id, None)
-            self._cancelled.discard(task.id)
-            self._wakeup.set()  # the task is final: its agent's max_concurrency has room again
+            outcome = await self._execute(claim)
+        except asyncio.CancelledError:
+            self._release_slot(task.id, this_run)
+            if task.id not in self._cancelled:  # shutdown: this attempt does not count
+                await self._final_write(task, lambda: self._requeue(task))
+            raise
+        elapsed_s = time.monotonic() - started
+        self._release_slot(task.id, this_run)
+        await self._final_write(task, lambda: self._record(task, outcome, elapsed_s))
 
-    def _release_slot(self, task_id: str, _: object = None) -> None:
-        if task_id in self._at_model:
-            self._at_model.discard(task_id)
+    def _release_slot(self, task_id: str, run: asyncio.Future[Any] | None) -> None:
+        if self._at_model.get(task_id) is run:
+            del self._at_model[task_id]
             self._wakeup.set()  # claim the next task now: its claim joins this run's final write
+
+    def _run_done(self, task_id: str, run: asyncio.Future[Any]) -> None:
+        self._release_slot(task_id, run)
+        if self._running.get(task_id) is run:
+            del self._running[task_id]
+            self._cancelled.discard(task_id)
+        self._wakeup.set()  # the task is final: its agent's max_concurrency has room again
 
     async def _final_write(self, task: Task, write: Callable[[], Awaitable[Any]]) -> None:
         """Write a run's final state, even if the run is cancelled meanwhile (shielded), and
-        even if the database refuses writes for a while (retried, holding the worker)."""
+        even if the database refuses writes for a while (retried; the run stays in `busy`)."""
         future = asyncio.ensure_future(self._write_until_stored(task, write))
         self._finishing.add(future)
         future.add_done_callback(self._finishing.discard)
@@ -276,7 +282,7 @@ class WorkerPool:
                 "hookd hit an unexpected error running the agent; see its log.",
                 transient=False,
             )
-        result = {"error": str(error), "type": error.type}
+        result: dict[str, Any] = {"error": str(error), "type": error.type}
         if error.transient and task.attempts < task.max_attempts:
             delay_s = (
                 error.retry_after_s
