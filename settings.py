@@ -222,10 +222,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "mcp_commands",
         "",
-        "Programs an agent's MCP server may start (stdio), comma-separated: names as found on"
-        " PATH (`npx,uvx`) or absolute paths, matched exactly against the command's first word;"
-        " `*` allows any. Empty: only MCP servers over HTTP. Whoever holds the admin key can run"
-        " what is listed here as hookd's user.",
+        "Programs an agent's MCP server may start (stdio), comma-separated: names found on"
+        " hookd's PATH or absolute paths, matched exactly against the command's first word; `*`"
+        " allows any. Empty: only MCP servers over HTTP. Whoever holds the admin key can run what"
+        " is listed here, with any arguments, as hookd's user: a launcher or interpreter (`npx`,"
+        " `uvx`, `python`, a shell) runs anything, like `*`.",
         _programs,
     ),
     Setting(

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from agents.env_names import secret_from_env
-from agents.mcp_config import refusal, unlisted_command
+from agents.mcp_config import loads_code, refusal, unlisted_command
 from agents.providers import ModelError
 from agents.tools.base import ToolError
 
@@ -95,6 +96,14 @@ async def open_mcp_tools(
         program = unlisted_command(server, commands)
         if program is not None:
             raise ModelError("config_error", refusal(server["name"], program), transient=False)
+        for names in (server.get("env", {}), server.get("env_from", {})):  # saved before they were refused
+            if any(loads_code(name) for name in names):
+                raise ModelError(
+                    "config_error",
+                    f"The MCP server {server['name']!r} sets a variable that can make it run other code"
+                    " (PATH, LD_*, PYTHON*, NODE_OPTIONS, …); edit the agent to remove it.",
+                    transient=False,
+                )
     try:
         import mcp  # noqa: F401
     except ImportError:
@@ -205,7 +214,9 @@ def _stdio_transport(
     # The SDK starts the server with only HOME, PATH, SHELL, TERM, USER and LOGNAME of hookd's
     # environment (plus `env`), so hookd's own keys do not leak into it.
     command = server["command"]
-    params = StdioServerParameters(command=command[0], args=command[1:], env=env or None, cwd=server["cwd"])
+    # A bare name is found on hookd's own PATH, never on one the server's config could set.
+    program = command[0] if "/" in command[0] else (shutil.which(command[0]) or command[0])
+    params = StdioServerParameters(command=program, args=command[1:], env=env or None, cwd=server["cwd"])
     return stdio_client(params, errlog=errlog)
 
 

@@ -31,6 +31,33 @@ HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9
 # Words in an `env` name that say its value is a secret, which must come through `env_from`.
 SECRET_WORDS = frozenset({"TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "APIKEY", "PAT", "CREDENTIALS"})
 
+# Variables a started server may not be given (in `env` or `env_from`): they choose which
+# program runs (PATH) or make a program load or run other code (the dynamic loader's, the
+# interpreters' and the shells' startup hooks), which would get around HOOKD_MCP_COMMANDS.
+_CODE_LOADING_NAMES = frozenset(
+    {"PATH", "ENV", "BASH_ENV", "BROWSER", "IFS", "SHELLOPTS", "PS4", "PROMPT_COMMAND", "GCONV_PATH",
+     "NODE_OPTIONS", "NODE_PATH", "PERL5OPT", "PERL5LIB", "PERLLIB", "RUBYOPT", "RUBYLIB",
+     "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "GIT_SSH_COMMAND", "GIT_EXEC_PATH"}
+)  # fmt: skip
+_CODE_LOADING_PREFIXES = ("LD_", "DYLD_", "PYTHON", "NPM_CONFIG_", "UV_", "PIP_")
+
+
+def loads_code(name: str) -> bool:
+    """Whether setting this variable for a server could make it run a program or code other
+    than the one HOOKD_MCP_COMMANDS lets it start."""
+    upper = name.upper()
+    return upper in _CODE_LOADING_NAMES or upper.startswith(_CODE_LOADING_PREFIXES)
+
+
+def refuse_code_loading_names(names: Any, where: str) -> None:
+    for name in names:
+        if loads_code(name):
+            raise InvalidInput(
+                f"'{where}.{name}' may not be set for an MCP server: it can make the server run another"
+                " program or other code than the command HOOKD_MCP_COMMANDS allows."
+            )
+
+
 COMMON_KEYS = ("name", "tools", "connect_timeout_s", "timeout_s", "max_output_chars")
 STDIO_KEYS = ("command", "env", "env_from", "cwd")
 HTTP_KEYS = ("url", "headers_env")
@@ -72,8 +99,9 @@ def refusal(server_name: str, program: str) -> str:
     return (
         f"The MCP server {server_name!r} would start {program!r}, which HOOKD_MCP_COMMANDS does not"
         " list: hookd starts only the programs its operator listed there (e.g."
-        " HOOKD_MCP_COMMANDS=npx,uvx), because whoever can change agents could otherwise run any"
-        " program as hookd's user. Use a listed program, or an MCP server over HTTP (a 'url')."
+        " HOOKD_MCP_COMMANDS=/usr/local/bin/github-mcp-server), because whoever can change agents"
+        " could otherwise run any program as hookd's user. Use a listed program, or an MCP server"
+        " over HTTP (a 'url')."
     )
 
 
@@ -117,6 +145,8 @@ def _check_server(config: Any, where: str) -> dict[str, Any]:
         server["command"] = _command(config["command"], f"{where}.command")
         server["env"] = _env(config.get("env"), f"{where}.env")
         server["env_from"] = _names(config.get("env_from"), f"{where}.env_from", ENV_NAME, "GITHUB_TOKEN")
+        refuse_code_loading_names(server["env"], f"{where}.env")
+        refuse_code_loading_names(server["env_from"], f"{where}.env_from")
         cwd = config.get("cwd")
         if cwd is not None and (not _text(cwd) or not os.path.isabs(cwd)):
             raise InvalidInput(f"'{where}.cwd' must be an absolute path, like /srv/mcp, or null.")

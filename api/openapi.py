@@ -15,7 +15,7 @@ import json
 from aiohttp import web
 
 from api.openapi_agent_schemas import AGENT, AGENT_WITH_WEBHOOK
-from api.openapi_paths import PATHS
+from api.openapi_paths import PATHS as PATHS  # re-exported: the tests read the path items here
 from api.openapi_schemas import (
     DELIVERY,
     ERROR,

@@ -42,6 +42,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # hookd's writer, for --commit
 from tasks.ids import uuid7
+from tasks.sqlite_store import POINT_READ_MMAP_BYTES
 from tasks.sqlite_writer import Writer
 
 writer_key = web.AppKey("writer", Writer)
@@ -127,7 +128,7 @@ def reader_ctx(db: str) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         conn = sqlite3.connect(db, timeout=0, isolation_level=None)
         conn.execute("PRAGMA query_only = ON")
-        conn.execute("PRAGMA mmap_size = 268435456")
+        conn.execute(f"PRAGMA mmap_size = {POINT_READ_MMAP_BYTES}")  # hookd's
         app[reader_key] = conn
         yield
         conn.close()

@@ -110,7 +110,7 @@ class WorkerPool:
                 recovery.requeued,
                 recovery.failed,
             )
-        for task in recovery.tasks:  # the log's transition lines, the metrics, waiters, callbacks
+        for task in recovery.tasks:  # the log's transition lines and the metrics (subscribed first)
             error_type = "interrupted" if task.status == "FAILURE" else None
             self.events.publish(
                 TaskEvent(task.task_id, task.agent_id, task.status, task.attempts, error_type=error_type)

@@ -511,8 +511,46 @@ async def test_the_api_refuses_an_unlisted_program_and_stores_nothing(make_hookd
     assert response.status == 400
     message = (await response.json())["message"]
     assert message.startswith("'mcp_servers[0].command': The MCP server 'calc' would start")
-    assert "HOOKD_MCP_COMMANDS=npx,uvx" in message and "an MCP server over HTTP" in message
+    assert "HOOKD_MCP_COMMANDS=/usr/local/bin/github-mcp-server" in message
+    assert "an MCP server over HTTP" in message
     assert hookd.count_rows("agents") == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "name"),
+    [("env", "PATH"), ("env", "LD_PRELOAD"), ("env", "PYTHONWARNINGS"), ("env", "BROWSER"),
+     ("env", "node_options"), ("env_from", "BASH_ENV"), ("env_from", "DYLD_INSERT_LIBRARIES")],
+)  # fmt: skip
+def test_variables_that_would_run_other_code_are_refused(field: str, name: str) -> None:
+    server = stdio(**{field: {name: "/tmp/x" if field == "env" else "MCP_SOME_VALUE"}})
+    with pytest.raises(InvalidInput, match=f"'mcp_servers\\[0\\].{field}.{name}' may not be set"):
+        check_mcp_servers([server])
+
+
+async def test_a_saved_server_setting_such_a_variable_starts_nothing(tmp_path: Path) -> None:
+    """An agent saved before such names were refused: its run ends before anything starts."""
+    started = tmp_path / "started"
+    (saved,) = check_mcp_servers([stdio(command=[sys.executable, "-c", f"open({str(started)!r}, 'w')"])])
+    saved["env"] = {"PYTHONSTARTUP": "/tmp/x"}  # as an older hookd kept it
+    async with AsyncExitStack() as stack:
+        with pytest.raises(ModelError) as caught:
+            await open_mcp_tools([saved], stack, ANY_COMMAND)
+    assert caught.value.type == "config_error" and "run other code" in str(caught.value)
+    assert not started.exists()
+
+
+async def test_a_listed_name_is_found_on_hookds_own_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name is resolved against hookd's PATH before the server starts: here a folder
+    holding only the test server, as an executable named mcp-calc."""
+    program = tmp_path / "bin" / "mcp-calc"
+    program.parent.mkdir()
+    program.write_text(f'#!/bin/sh\nexec {sys.executable} {SERVER} "$@"\n')
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{program.parent}:{os.environ['PATH']}")
+    async with connected(stdio(command=["mcp-calc"]), commands=("mcp-calc",)) as tools:
+        assert "calc__add" in tools
 
 
 def test_the_setting_takes_names_and_absolute_paths() -> None:
