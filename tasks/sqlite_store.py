@@ -83,11 +83,14 @@ WHERE rowid IN (
         FROM (
             -- INDEXED BY: without statistics the planner picks tasks_by_status and sorts
             -- the whole queue; the partial index is already in claim order.
+            -- A paused agent's tasks are skipped inside the scan, not after it: otherwise
+            -- :scan of them at the head of the queue would block every other agent's.
             SELECT rowid, agent_id, run_after FROM tasks INDEXED BY tasks_queue
             WHERE status IN ('PENDING', 'RETRY') AND run_after <= :now
+              AND agent_id IN (SELECT id FROM agents WHERE status = 'active')
             ORDER BY run_after, rowid LIMIT :scan
         ) AS q
-        JOIN agents AS a ON a.id = q.agent_id AND a.status = 'active'
+        JOIN agents AS a ON a.id = q.agent_id
     ) AS c
     WHERE c.max_concurrency IS NULL
        OR c.nth + (SELECT count(*) FROM tasks AS r

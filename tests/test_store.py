@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 import uuid
@@ -12,7 +13,7 @@ import pytest
 from agents.knowledge import prepare_source
 from tasks.ids import uuid7
 from tasks.sqlite_schema import schema_version
-from tasks.sqlite_store import CLAIM_SQL, SQLiteStore
+from tasks.sqlite_store import CLAIM_SCAN_ROWS_MAX, CLAIM_SQL, SQLiteStore
 
 
 @pytest.fixture
@@ -128,3 +129,14 @@ async def test_finish_says_whether_it_queued_a_callback_delivery(store: SQLiteSt
     finished = await store.finish(quiet, "SUCCESS", {"answer": "a", "model": "m", "usage": {}})
     assert finished is not None and not finished.delivery_queued
     assert [d.task_id for d in await store.due_deliveries(time.time() + 1, 10)] == [called]
+
+
+async def test_a_paused_agents_backlog_does_not_block_the_queue(store: SQLiteStore) -> None:
+    """More queued tasks of a paused agent than a claim scans, ahead of an active agent's task,
+    with max_concurrency set (the claim that scans a window of the queue)."""
+    paused = await store.create_agent({"name": "paused"}, b"p" * 32)
+    await asyncio.gather(*(store.enqueue(b"p" * 32, "{}") for _ in range(CLAIM_SCAN_ROWS_MAX + 10)))
+    await store.update_agent(paused.id, {"status": "paused"})
+    await store.create_agent({"name": "limited", "max_concurrency": 1}, b"l" * 32)
+    waiting = await store.enqueue(b"l" * 32, "{}")
+    assert [claim.task.id for claim in await store.claim_batch(1)] == [waiting]
