@@ -110,9 +110,7 @@ def refuse_unlisted_commands(servers: list[dict[str, Any]], allowed: Sequence[st
     for n, server in enumerate(servers):
         program = unlisted_command(server, allowed)
         if program is not None:
-            raise InvalidInput(
-                f"'mcp_servers[{n}].command': {refusal(server['name'], program)} Nothing was stored."
-            )
+            raise InvalidInput(f"'mcp_servers[{n}].command': {refusal(server['name'], program)}")
 
 
 def _check_server(config: Any, where: str) -> dict[str, Any]:

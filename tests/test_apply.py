@@ -476,3 +476,14 @@ def test_plan_refuses_an_unset_secret_env_with_invalid_input() -> None:
     declared = [{"name": "a", "signature": {"type": "github", "secret_env": "NOWHERE"}}]
     with pytest.raises(InvalidInput, match="NOWHERE is not set or empty"):
         apply.plan("f", declared, [], allow_private_callbacks=False, environ={})
+
+
+def test_a_stdio_mcp_server_needs_its_program_listed(agents_file: AgentsFile) -> None:
+    agents_file.write(
+        '[[agent]]\nname = "files"\nmcp_servers = [{ name = "fs", command = ["python", "-m", "srv"] }]\n'
+    )
+    errors = agents_file.fails()  # HOOKD_MCP_COMMANDS unset: MCP servers over HTTP only
+    assert "'mcp_servers[0].command': The MCP server 'fs' would start 'python'" in errors[0]
+    assert errors[-1] == "Nothing was written."
+    assert agents_file.agents() == []
+    assert "created files" in agents_file.apply(env={"HOOKD_MCP_COMMANDS": "python"})
