@@ -90,6 +90,15 @@ TOOL_CALL: Schema = closed_object(
         },
     }
 )
+_ERROR_FIELDS: dict[str, Schema] = {
+    "error": {"type": "string", "description": "For a human."},
+    "type": {
+        "type": "string",
+        "description": "llm_http_error, llm_unreachable, llm_bad_response, timeout,"
+        " max_steps_exceeded, schema_mismatch, config_error, mcp_unavailable, cancelled, interrupted"
+        " or internal_error.",
+    },
+}
 RESULT: Schema = {
     "description": "null until the task is final.",
     "oneOf": [
@@ -115,14 +124,8 @@ RESULT: Schema = {
             required=("answer", "model", "usage"),
         ),
         closed_object(
-            {
-                "error": {"type": "string", "description": "For a human."},
-                "type": {
-                    "type": "string",
-                    "description": "llm_http_error, llm_unreachable, llm_bad_response, timeout,"
-                    " max_steps_exceeded, schema_mismatch, config_error, mcp_unavailable, cancelled, interrupted"
-                    " or internal_error.",
-                },
+            _ERROR_FIELDS
+            | {
                 "tool_calls": {
                     "type": "array",
                     "items": TOOL_CALL,
@@ -135,8 +138,8 @@ RESULT: Schema = {
     ],
 }
 LAST_ERROR: Schema = {
-    "description": "The failed attempt behind a RETRY: the same shape as a failed result.",
-    "oneOf": [{"type": "null"}, RESULT["oneOf"][2]],
+    "description": "The failed attempt behind a RETRY: a failed result's error and type.",
+    "oneOf": [{"type": "null"}, closed_object(_ERROR_FIELDS)],
 }
 TASK_STATUS_FIELDS: dict[str, Schema] = {
     "status": {"enum": list(STATUSES)},
