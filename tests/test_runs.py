@@ -326,15 +326,15 @@ async def test_8_workers_is_the_default_bound(hookd: Hookd, fake_llm: FakeLLM) -
 
 async def test_agent_max_concurrency_holds(make_hookd: Any, fake_llm: FakeLLM) -> None:
     hookd: Hookd = await make_hookd(workers=50)
-    capped = await hookd.create_agent(llm={"model": "sleep=0.2,capped"}, max_concurrency=3)
-    free = await hookd.create_agent(llm={"model": "sleep=0.2,free"})
-    for agent in (capped, free):
-        for i in range(12):
-            await hookd.trigger(agent, {"n": i})
+    capped = await hookd.create_agent(llm={"model": "sleep=0.5,capped"}, max_concurrency=3)
+    free = await hookd.create_agent(llm={"model": "sleep=0.5,free"})
+    for agent in (capped, free):  # each agent's twelve at once, so that a slow machine cannot
+        # spread them over longer than a run takes (then fewer would be in flight together)
+        await asyncio.gather(*(hookd.trigger(agent, {"n": i}) for i in range(12)))
     for agent in (capped, free):
         assert {t["status"] for t in await hookd.wait_for_agent(agent["id"], 12)} == {"SUCCESS"}
-    assert fake_llm.max_in_flight["sleep=0.2,capped"] == 3
-    assert fake_llm.max_in_flight["sleep=0.2,free"] == 12
+    assert fake_llm.max_in_flight["sleep=0.5,capped"] == 3
+    assert fake_llm.max_in_flight["sleep=0.5,free"] == 12
 
 
 async def test_paused_agents_tasks_wait_until_resumed(hookd: Hookd, fake_llm: FakeLLM) -> None:
