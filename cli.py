@@ -13,15 +13,7 @@ from typing import Any
 
 from agents import apply
 from agents.agent import Agent, validate_agent_fields
-from agents.knowledge import (
-    FORMATS,
-    MAX_SOURCE_BYTES,
-    PreparedSource,
-    decode_text,
-    prepare_source,
-    source_format,
-    source_name,
-)
+from agents.knowledge import FORMATS, MAX_SOURCE_BYTES, PreparedSource, prepare_upload
 from agents.signatures import SIGNATURE_TYPES, new_secret
 from agents.tokens import new_token, webhook_url
 from errors import HookdError, InvalidInput, NotFound, PayloadTooLarge
@@ -204,8 +196,7 @@ def _prepare_file(args: argparse.Namespace) -> PreparedSource:
         raw = path.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"Cannot read {path}: {exc.strerror or exc}.") from None
-    name = source_name(args.name, path.name)
-    return prepare_source(name, source_format(args.format, (path.name, name), None), decode_text(raw))
+    return prepare_upload(raw, name=args.name, filename=path.name, format_=args.format, content_type=None)
 
 
 async def sources_add(store: Store, settings: Settings, args: argparse.Namespace) -> None:

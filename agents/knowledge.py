@@ -144,6 +144,22 @@ def decode_text(raw: bytes) -> str:
     return text.removeprefix("\ufeff")
 
 
+def prepare_upload(
+    content: str | bytes,
+    *,
+    name: str | None,
+    filename: str | None,
+    format_: str | None,
+    content_type: str | None,
+) -> PreparedSource:
+    """A source as it arrives, from the API or a file the CLI reads: its name (given, else the
+    file's), its format (given, else the file's extension or content type), its text (bytes must
+    be UTF-8), cut into chunks. CPU-bound: run it in a thread."""
+    name = source_name(name, filename)
+    format_ = source_format(format_, (filename, name), content_type)
+    return prepare_source(name, format_, content if isinstance(content, str) else decode_text(content))
+
+
 def prepare_source(name: str, format_: str, text: str) -> PreparedSource:
     """Check an upload's text and cut it into chunks. InvalidInput if there is nothing to index."""
     try:

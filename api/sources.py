@@ -9,14 +9,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from agents.knowledge import (
-    MAX_SOURCE_BYTES,
-    PreparedSource,
-    decode_text,
-    prepare_source,
-    source_format,
-    source_name,
-)
+from agents.knowledge import MAX_SOURCE_BYTES, PreparedSource, prepare_upload
 from api.app_keys import store_key
 from api.edge import body_deadline, parse_json_object, require_admin
 from errors import InvalidInput, NotFound, PayloadTooLarge
@@ -119,10 +112,13 @@ async def _read_upload(request: web.Request) -> Upload:
 
 def _prepare(upload: Upload) -> PreparedSource:
     """Check and chunk an upload (CPU-bound: run in a thread)."""
-    name = source_name(upload.name, upload.filename)
-    format_ = source_format(upload.format, (upload.filename, name), upload.content_type)
-    text = upload.content if isinstance(upload.content, str) else decode_text(upload.content)
-    return prepare_source(name, format_, text)
+    return prepare_upload(
+        upload.content,
+        name=upload.name,
+        filename=upload.filename,
+        format_=upload.format,
+        content_type=upload.content_type,
+    )
 
 
 @routes.post("/api/agents/{agent_id}/sources")
