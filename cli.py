@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agents import apply
-from agents.agent import Agent, validate_agent_fields
+from agents.agent import Agent, SavePolicy, validate_agent_fields
 from agents.knowledge import FORMATS, MAX_SOURCE_BYTES, PreparedSource, prepare_upload
 from agents.signatures import SIGNATURE_TYPES, new_secret
 from agents.tokens import new_token, webhook_url
@@ -119,8 +119,7 @@ async def agents_create(store: Store, settings: Settings, args: argparse.Namespa
     fields = validate_agent_fields(
         _agent_fields(args),
         creating=True,
-        allow_private_callbacks=settings.callback_allow_private,
-        mcp_commands=settings.mcp_commands,
+        policy=SavePolicy.of(settings),
     )
     token, token_hash = new_token()
     agent = await store.create_agent(fields, token_hash)
@@ -150,8 +149,7 @@ async def agents_update(store: Store, settings: Settings, args: argparse.Namespa
     fields = validate_agent_fields(
         _agent_fields(args),
         creating=False,
-        allow_private_callbacks=settings.callback_allow_private,
-        mcp_commands=settings.mcp_commands,
+        policy=SavePolicy.of(settings),
     )
     if "llm" in fields:  # flags change single llm keys; keep the others
         fields["llm"] = agent.llm | fields["llm"]
@@ -179,8 +177,7 @@ async def agents_apply(store: Store, settings: Settings, args: argparse.Namespac
         args.file,
         declared,
         await store.list_agents(),
-        allow_private_callbacks=settings.callback_allow_private,
-        mcp_commands=settings.mcp_commands,
+        policy=SavePolicy.of(settings),
         environ=os.environ,
     )
     outcomes = None if args.dry_run else await apply.apply(store, steps)

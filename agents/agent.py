@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +17,7 @@ from agents.structured import check_json_schema
 from agents.tools.addresses import address_kind
 from agents.tools.registry import check_tools
 from errors import InvalidInput
-from settings import parse_rate_limit
+from settings import Settings, parse_rate_limit
 
 PROVIDERS = ("openai", "anthropic", "echo")
 AGENT_STATUSES = ("active", "paused")
@@ -206,13 +205,22 @@ def _callback_url(value: Any, *, allow_private: bool) -> str | None:
     return url
 
 
-def validate_agent_fields(
-    data: Any, *, creating: bool, allow_private_callbacks: bool = False, mcp_commands: Sequence[str] = ()
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SavePolicy:
+    """What the operator's settings let an agent be saved with. The default allows the least."""
+
+    allow_private_callbacks: bool = False  # HOOKD_CALLBACK_ALLOW_PRIVATE
+    mcp_commands: tuple[str, ...] = ()  # HOOKD_MCP_COMMANDS
+
+    @classmethod
+    def of(cls, settings: Settings) -> SavePolicy:
+        return cls(settings.callback_allow_private, settings.mcp_commands)
+
+
+def validate_agent_fields(data: Any, *, creating: bool, policy: SavePolicy = SavePolicy()) -> dict[str, Any]:
     """Check an agent object from the API or the CLI; return the fields to store.
 
     Unknown fields are refused rather than ignored, so a typo cannot go unnoticed.
-    `allow_private_callbacks` is HOOKD_CALLBACK_ALLOW_PRIVATE, `mcp_commands` HOOKD_MCP_COMMANDS.
     """
     if not isinstance(data, dict):
         raise InvalidInput("The body must be a JSON object describing the agent.")
@@ -277,9 +285,9 @@ def validate_agent_fields(
             fields[key] = check_json_schema(value)
         elif key == "mcp_servers":
             fields[key] = check_mcp_servers(value)
-            refuse_unlisted_commands(fields[key], mcp_commands)
+            refuse_unlisted_commands(fields[key], policy.mcp_commands)
         elif key == "callback_url":
-            fields[key] = _callback_url(value, allow_private=allow_private_callbacks)
+            fields[key] = _callback_url(value, allow_private=policy.allow_private_callbacks)
         elif key == "knowledge_top_k":
             fields[key] = _int(key, value, 0, MAX_KNOWLEDGE_TOP_K)
     return fields

@@ -14,12 +14,12 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.agent import Agent, validate_agent_fields
+from agents.agent import Agent, SavePolicy, validate_agent_fields
 from agents.signatures import validate_signature
 from agents.tokens import new_token
 from errors import InvalidInput
@@ -169,14 +169,13 @@ def plan(
     declared: list[Any],
     existing: list[Agent],
     *,
-    allow_private_callbacks: bool,
-    mcp_commands: Sequence[str] = (),
+    policy: SavePolicy,
     environ: Mapping[str, str] = os.environ,
 ) -> list[Step]:
     """Check every declared agent and say what applying each does. InvalidInput naming the
     file, the agent and the field for every agent that is wrong (then nothing is written).
-    `allow_private_callbacks` is HOOKD_CALLBACK_ALLOW_PRIVATE, `mcp_commands` HOOKD_MCP_COMMANDS;
-    `environ` holds the secrets that `signature.secret_env` names."""
+    `policy` is what the settings allow; `environ` holds the secrets that `signature.secret_env`
+    names."""
     by_name = {agent.name: agent for agent in existing}
     errors: list[str] = []
     steps: list[Step] = []
@@ -194,8 +193,7 @@ def plan(
             fields = validate_agent_fields(
                 _signature_from_env(data, environ),
                 creating=True,
-                allow_private_callbacks=allow_private_callbacks,
-                mcp_commands=mcp_commands,
+                policy=policy,
             )
         except InvalidInput as exc:
             errors.append(f"{label}: {who}: {exc}")

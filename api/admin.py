@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agents.agent import Agent, validate_agent_fields
+from agents.agent import Agent, SavePolicy, validate_agent_fields
 from agents.tokens import new_signing_secret, new_token, webhook_url
 from api.app_keys import pool_key, settings_key, store_key
 from api.edge import read_json_object, require_admin
@@ -30,13 +30,7 @@ def _with_webhook(request: web.Request, agent: Agent, token: str) -> dict[str, A
 
 
 def _agent_fields(request: web.Request, data: Any, *, creating: bool) -> dict[str, Any]:
-    settings = request.app[settings_key]
-    return validate_agent_fields(
-        data,
-        creating=creating,
-        allow_private_callbacks=settings.callback_allow_private,
-        mcp_commands=settings.mcp_commands,
-    )
+    return validate_agent_fields(data, creating=creating, policy=SavePolicy.of(request.app[settings_key]))
 
 
 def _agent_id(request: web.Request) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agents import apply
-from agents.agent import validate_agent_fields
+from agents.agent import SavePolicy, validate_agent_fields
 from agents.signatures import new_secret
 from errors import Conflict, InvalidInput, NotFound
 from tasks.sqlite_store import SQLiteStore
@@ -429,7 +429,7 @@ def test_the_plan_never_shows_a_signing_secret() -> None:
     """A Step holds the secret to write; no repr of it (a log line, a traceback) shows it."""
     secret = new_secret("standard-webhooks")
     declared = [{"name": "a", "signature": {"type": "standard-webhooks", "secret_env": "SIGNING"}}]
-    (step,) = apply.plan("f", declared, [], allow_private_callbacks=False, environ={"SIGNING": secret})
+    (step,) = apply.plan("f", declared, [], policy=SavePolicy(), environ={"SIGNING": secret})
     assert step.fields["signature_secret"] == secret
     assert secret not in repr(step) and secret not in str(step)
     assert secret[6:] not in repr(step)
@@ -475,7 +475,7 @@ def test_a_toml_value_json_has_no_type_for(agents_file: AgentsFile, line: str, e
 def test_plan_refuses_an_unset_secret_env_with_invalid_input() -> None:
     declared = [{"name": "a", "signature": {"type": "github", "secret_env": "NOWHERE"}}]
     with pytest.raises(InvalidInput, match="NOWHERE is not set or empty"):
-        apply.plan("f", declared, [], allow_private_callbacks=False, environ={})
+        apply.plan("f", declared, [], policy=SavePolicy(), environ={})
 
 
 def test_a_stdio_mcp_server_needs_its_program_listed(agents_file: AgentsFile) -> None:
