@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from errors import HookdError
+from tasks.json_text import json_text
 
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 MAX_RETRY_AFTER_S = 3600.0
@@ -104,16 +105,6 @@ async def _read_limited(response: aiohttp.ClientResponse) -> bytes:
     return b"".join(chunks)
 
 
-def _json_bytes(body: Any) -> bytes:
-    """UTF-8 JSON; all escaped when it holds an unpaired surrogate, which UTF-8 has no form for
-    (a model's earlier answer, sent back in a correction turn, may hold one)."""
-    text = json.dumps(body, ensure_ascii=False)
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        return json.dumps(body).encode()
-
-
 def _scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
 
@@ -124,7 +115,7 @@ async def post_json(
     where = _safe_url(url)
     try:
         # A BytesIO body is streamed in chunks: a large payload does not hold the event loop.
-        data = io.BytesIO(_json_bytes(body))
+        data = io.BytesIO(json_text(body).encode())
         headers = headers | {"Content-Type": "application/json"}
         async with session.post(url, data=data, headers=headers) as response:
             raw = await _read_limited(response)

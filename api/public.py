@@ -18,8 +18,8 @@ from api.app_keys import pool_key, rate_limiter_key, store_key, task_watch_key
 from api.edge import dump_payload, read_webhook_payload
 from api.ingress import REPLAYED_HEADERS, check_ingress
 from errors import Conflict, InvalidInput, NotFound, TooManyRequests
-from tasks.callbacks import json_body
 from tasks.ids import is_uuid
+from tasks.json_text import json_text
 from tasks.store import Task
 from tasks.watch import follow, is_final, wait_for_final
 
@@ -157,7 +157,7 @@ async def _accepted_after_wait(
 
 def _event(seq: int, task: Task) -> bytes:
     # As the callbacks send it: UTF-8, with an unpaired surrogate (which UTF-8 has no form for) escaped.
-    data = json_body(task.status_json())
+    data = json_text(task.status_json()).encode()
     return f"id: {seq}\nevent: {task.status}\ndata: ".encode() + data + b"\n\n"
 
 

@@ -27,13 +27,11 @@ import contextlib
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import random
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from yarl import URL
@@ -42,6 +40,7 @@ from agents.agent import IPAddress, address_refusal
 from agents.tokens import SIGNING_SECRET_PREFIX
 from errors import NotFound
 from tasks.events import TaskEvent
+from tasks.json_text import json_text
 from tasks.store import Delivery, Store
 
 log = logging.getLogger("hookd.callbacks")
@@ -62,16 +61,6 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     key = base64.b64decode(secret.removeprefix(SIGNING_SECRET_PREFIX))
     signed = f"{msg_id}.{timestamp}.".encode() + body
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-
-
-def json_body(value: Any) -> bytes:
-    """Compact UTF-8 JSON. An unpaired surrogate (a model's answer may hold one, and the store
-    keeps it escaped) has no UTF-8 form, so then every non-ASCII character stays \\u-escaped."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        return json.dumps(value, separators=(",", ":")).encode()
 
 
 def backoff_s(attempts: int, base_s: float) -> float:
@@ -188,7 +177,7 @@ class CallbackSender:
             agent = None
         if agent is None or not agent.callback_secret:
             raise Refused("The agent was deleted, and with it the secret to sign the callback with.")
-        body = json_body(task.status_json())
+        body = json_text(task.status_json()).encode()
         url = URL(delivery.url)
         name = url.raw_host or ""  # IDNA-encoded, as it goes on the wire
         host = f"[{name}]" if ":" in name else name  # an IPv6 literal keeps its brackets in Host

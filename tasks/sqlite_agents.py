@@ -17,7 +17,7 @@ from agents.signatures import Signature
 from agents.tokens import new_signing_secret
 from errors import Conflict, NotFound
 from tasks.ids import uuid7
-from tasks.sqlite_json import json_or_none, json_text
+from tasks.json_text import json_or_none, json_text
 from tasks.sqlite_writer import WriteOp
 from tasks.store import cancelled_result
 

@@ -20,9 +20,9 @@ import aiosqlite
 
 from errors import Conflict, NotFound, StorageUnavailable
 from tasks.ids import uuid7
+from tasks.json_text import json_or_none, json_text
 from tasks.sqlite_agents import AGENT_COLUMNS, SQLiteAgents, agent_from_row
 from tasks.sqlite_deliveries import SQLiteDeliveries, fill_callback_secrets, queue_deliveries
-from tasks.sqlite_json import json_or_none, json_text
 from tasks.sqlite_knowledge import SQLiteKnowledge
 from tasks.sqlite_schema import set_up as set_up_schema
 from tasks.sqlite_writer import WriteOp, Writer

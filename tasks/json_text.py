@@ -1,4 +1,4 @@
-"""JSON in SQLite columns: how hookd writes it, and reads it back."""
+"""JSON as hookd stores it in SQLite columns and sends it over HTTP: compact UTF-8 text."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 
 
 def json_text(value: Any) -> str:
-    """Compact JSON text for a column; a lone surrogate (which UTF-8 cannot hold) stays escaped."""
+    """Compact JSON text for a column or a request body. An unpaired surrogate (a model's answer
+    may hold one) has no UTF-8 form: then every non-ASCII character stays \\u-escaped."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     try:
         text.encode("utf-8")
