@@ -12,7 +12,6 @@ import hmac
 import json
 import math
 import os
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from agents.agent import Agent, SavePolicy, validate_agent_fields
+from agents.env_names import ENV_NAME
 from agents.signatures import validate_signature
 from agents.tokens import new_token
 from errors import InvalidInput
 from tasks.store import Store
 
 _ABSENT = object()
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Fields stored as JSON: compared as read back (a tuple comes back a list, a key set once).
 _JSON_FIELDS = frozenset({"llm", "tools", "json_schema", "mcp_servers"})
 
@@ -110,7 +109,7 @@ def _signature_from_env(data: dict[str, Any], environ: Mapping[str, str]) -> dic
             "'signature' needs 'secret_env', the environment variable holding the sender's secret"
             ' (like { type = "github", secret_env = "GITHUB_WEBHOOK_SECRET" }), or the \'secret\' itself.'
         )
-    if not isinstance(env_name, str) or not _ENV_NAME.fullmatch(env_name):
+    if not isinstance(env_name, str) or not ENV_NAME.fullmatch(env_name):
         raise InvalidInput(
             "'signature.secret_env' must be the name of an environment variable, like GITHUB_WEBHOOK_SECRET."
         )
