@@ -228,7 +228,7 @@ def share_row(figure: str, results: dict[str, list[dict[str, Any]]], top: str, b
     """`top` over `bottom` (medians of rps), a figure without a target, with the CPU view."""
     top_value, bottom_value = median(results[top], "rps"), median(results[bottom], "rps")
     value = top_value / bottom_value if top_value is not None and bottom_value else None
-    cpu = cpu_ratio_note(results, bottom, top).replace("hookd ~", f"{top} ~")
+    cpu = cpu_ratio_note(results, bottom, top)
     return Row(figure, ratio_text(value), note=why + (f"\n    {cpu}" if cpu else ""))
 
 
@@ -241,7 +241,7 @@ def cpu_ratio_note(results: dict[str, list[dict[str, Any]]], base: str, target: 
         return ""
     return (
         f"by server CPU per answer: {base_us / target_us:.2f}x ({base_us:.0f} vs {target_us:.0f} µs;"
-        f" one full core: {base} ~{per_s(1e6 / base_us)}, hookd ~{per_s(1e6 / target_us)})"
+        f" one full core: {base} ~{per_s(1e6 / base_us)}, {target} ~{per_s(1e6 / target_us)})"
     )
 
 
