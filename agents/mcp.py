@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from agents.env_names import secret_from_env
-from agents.mcp_config import loads_code, refusal, unlisted_command
+from agents.mcp_config import why_not_started
 from agents.providers import ModelError
 from agents.tools.base import ToolError
 
@@ -93,17 +93,9 @@ async def open_mcp_tools(
     if not configs:
         return []
     for server in configs:
-        program = unlisted_command(server, commands)
-        if program is not None:
-            raise ModelError("config_error", refusal(server["name"], program), transient=False)
-        for names in (server.get("env", {}), server.get("env_from", {})):  # saved before they were refused
-            if any(loads_code(name) for name in names):
-                raise ModelError(
-                    "config_error",
-                    f"The MCP server {server['name']!r} sets a variable that can make it run other code"
-                    " (PATH, LD_*, PYTHON*, NODE_OPTIONS, …); edit the agent to remove it.",
-                    transient=False,
-                )
+        problem = why_not_started(server, commands)
+        if problem is not None:
+            raise ModelError("config_error", problem, transient=False)
     try:
         import mcp  # noqa: F401
     except ImportError:

@@ -105,6 +105,20 @@ def refusal(server_name: str, program: str) -> str:
     )
 
 
+def why_not_started(server: dict[str, Any], allowed: Sequence[str]) -> str | None:
+    """At run time: why a saved server may not start under today's rules (it may have been saved
+    before them, or before HOOKD_MCP_COMMANDS changed), or None when it may."""
+    program = unlisted_command(server, allowed)
+    if program is not None:
+        return refusal(server["name"], program)
+    if any(loads_code(name) for name in [*server.get("env", {}), *server.get("env_from", {})]):
+        return (
+            f"The MCP server {server['name']!r} sets a variable that can make it run other code"
+            " (PATH, LD_*, PYTHON*, NODE_OPTIONS, …); edit the agent to remove it."
+        )
+    return None
+
+
 def refuse_unlisted_commands(servers: list[dict[str, Any]], allowed: Sequence[str]) -> None:
     """At save time: InvalidInput for a stdio server whose program HOOKD_MCP_COMMANDS does not list."""
     for n, server in enumerate(servers):
