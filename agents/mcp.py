@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -205,10 +204,9 @@ def _stdio_transport(
         env[child_name] = _from_environment(server, f"the variable {child_name}", var, secrets)
     # The SDK starts the server with only HOME, PATH, SHELL, TERM, USER and LOGNAME of hookd's
     # environment (plus `env`), so hookd's own keys do not leak into it.
+    # A bare program name is looked up on that PATH, hookd's own: `env` may not set PATH.
     command = server["command"]
-    # A bare name is found on hookd's own PATH, never on one the server's config could set.
-    program = command[0] if "/" in command[0] else (shutil.which(command[0]) or command[0])
-    params = StdioServerParameters(command=program, args=command[1:], env=env or None, cwd=server["cwd"])
+    params = StdioServerParameters(command=command[0], args=command[1:], env=env or None, cwd=server["cwd"])
     return stdio_client(params, errlog=errlog)
 
 

@@ -542,8 +542,8 @@ async def test_a_saved_server_setting_such_a_variable_starts_nothing(tmp_path: P
 async def test_a_listed_name_is_found_on_hookds_own_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The name is resolved against hookd's PATH before the server starts: here a folder
-    holding only the test server, as an executable named mcp-calc."""
+    """A bare name starts the program of that name on hookd's PATH (the server's own env may
+    not set PATH): here a folder holding the test server as an executable named mcp-calc."""
     program = tmp_path / "bin" / "mcp-calc"
     program.parent.mkdir()
     program.write_text(f'#!/bin/sh\nexec {sys.executable} {SERVER} "$@"\n')
