@@ -128,11 +128,13 @@ async def worker_pool_ctx(app: web.Application) -> AsyncIterator[None]:
             journal=app[store_key],
             search=app[store_key].search_chunks,
             mcp_commands=settings.mcp_commands,
+            max_prompt_bytes=settings.max_prompt_bytes,
         ),
         workers=settings.workers,
         shutdown_grace_s=settings.shutdown_grace_s,
         retry_backoff_s=settings.retry_backoff_s,
         max_pending=settings.max_pending,
+        max_result_bytes=settings.max_result_bytes,
     )
     # Subscribed before the first claim, and drained after the last final write, so the log
     # and the metrics see every state change, shutdown's included.

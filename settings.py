@@ -167,6 +167,21 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "max_prompt_bytes",
+        "2097152",
+        "Most bytes an agent's system and user messages may hold once rendered; past it, the task"
+        " ends FAILURE `prompt_too_large` and nothing is sent to the model. A payload rendered"
+        " indented past it is sent compact (one line) instead.",
+        _positive_int,
+    ),
+    Setting(
+        "max_result_bytes",
+        "4194304",
+        "Most bytes a run's result may take as JSON; a larger one is not stored, and the task ends"
+        " FAILURE `result_too_large`.",
+        _positive_int,
+    ),
+    Setting(
         "body_timeout_s",
         "30",
         "How long a client may take to send a request body; slower ones get 408.",
@@ -276,6 +291,8 @@ class Settings:
     metrics_key: str
     public_url: str
     max_body_bytes: int
+    max_prompt_bytes: int
+    max_result_bytes: int
     body_timeout_s: float
     max_pending: int
     rate_limit: RateLimit | None

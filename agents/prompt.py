@@ -13,9 +13,48 @@ PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _PATH = re.compile(r"(question|payload(\.[^.\s{}]+)*)")
 
 
-def to_json_text(value: Any) -> str:
-    """JSON as a person (or a model) reads it: UTF-8, not \\u-escaped, indented."""
-    return json.dumps(value, ensure_ascii=False, indent=2)
+# Made once: json.dumps with options builds an encoder per call. The indented one is Python
+# code (the C encoder does no indentation), so it is run a chunk at a time against a budget.
+_INDENTED = json.JSONEncoder(ensure_ascii=False, indent=2)
+_COMPACT = json.JSONEncoder(ensure_ascii=False)
+
+
+class PromptTooLarge(Exception):
+    """The rendered message would take more than its budget of bytes."""
+
+
+class Budget:
+    """What a rendering may still add, in UTF-8 bytes (HOOKD_MAX_PROMPT_BYTES, less what the
+    prompt already holds). Indentation grows a nested payload by about its depth, so every
+    piece is charged as it is made and the rendering stops once it would overrun."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.left_bytes = max_bytes
+
+    @property
+    def spent_bytes(self) -> int:
+        return self.max_bytes - self.left_bytes
+
+    def charge(self, text: str) -> str:
+        size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+        if size > self.left_bytes:
+            raise PromptTooLarge()
+        self.left_bytes -= size
+        return text
+
+
+def to_json_text(value: Any, budget: Budget) -> str:
+    """JSON as a person (or a model) reads it: UTF-8, not \\u-escaped, indented; compact
+    (one line, far smaller when deeply nested) when the indented form would not fit `budget`."""
+    chunks: list[str] = []
+    chars = 0
+    for chunk in _INDENTED.iterencode(value):
+        chars += len(chunk)
+        if chars > budget.left_bytes:
+            return budget.charge(_COMPACT.encode(value))
+        chunks.append(chunk)
+    return budget.charge("".join(chunks))
 
 
 def check_template(template: str) -> None:
@@ -40,41 +79,46 @@ def _lookup(payload: Any, path: list[str]) -> Any:
     return value
 
 
-def _as_text(value: Any) -> str:
+def _as_text(value: Any, budget: Budget) -> str:
     if value is None:
         return ""
-    return value if isinstance(value, str) else to_json_text(value)
+    return budget.charge(value) if isinstance(value, str) else to_json_text(value, budget)
 
 
-def render_template(template: str, payload: dict[str, Any]) -> str:
+def render_template(template: str, payload: dict[str, Any], budget: Budget) -> str:
     """Plain substitution in one pass: a substituted value is never itself expanded."""
-
-    def substitute(match: re.Match[str]) -> str:
+    pieces: list[str] = []
+    end = 0
+    for match in PLACEHOLDER.finditer(template):
+        pieces.append(budget.charge(template[end : match.start()]))
+        end = match.end()
         name = match.group(1)
         if name == "question":
             question = payload.get("question")
-            return question if isinstance(question, str) else ""
-        if name == "payload":
-            return to_json_text(payload)
-        if _PATH.fullmatch(name):
-            return _as_text(_lookup(payload, name.split(".")[1:]))
-        return match.group(0)
+            pieces.append(budget.charge(question) if isinstance(question, str) else "")
+        elif name == "payload":
+            pieces.append(to_json_text(payload, budget))
+        elif _PATH.fullmatch(name):
+            pieces.append(_as_text(_lookup(payload, name.split(".")[1:]), budget))
+        else:
+            pieces.append(budget.charge(match.group(0)))
+    pieces.append(budget.charge(template[end:]))
+    return "".join(pieces)
 
-    return PLACEHOLDER.sub(substitute, template)
 
-
-def user_message(payload: dict[str, Any], input_template: str | None) -> str:
-    """The user message for a payload.
+def user_message(payload: dict[str, Any], input_template: str | None, budget: Budget) -> str:
+    """The user message for a payload, charged to `budget` (PromptTooLarge past it).
 
     Without a template: the payload's `question` when it is a string, followed by any
     other fields as JSON context; otherwise the whole payload as JSON.
     """
     if input_template:
-        return render_template(input_template, payload)
+        return render_template(input_template, payload, budget)
     question = payload.get("question")
     if not isinstance(question, str):
-        return to_json_text(payload)
+        return to_json_text(payload, budget)
     context = {k: v for k, v in payload.items() if k != "question"}
     if not context:
-        return question
-    return f"{question}\n\nContext:\n{to_json_text(context)}"
+        return budget.charge(question)
+    head = budget.charge(f"{question}\n\nContext:\n")
+    return head + to_json_text(context, budget)

@@ -3,6 +3,7 @@ tool calls run between them — until a final answer (in the agent's json_schema
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
@@ -18,7 +19,7 @@ from agents.env_names import secret_from_env
 from agents.knowledge import Passage, Search, find_passages, with_sources
 from agents.mcp import open_mcp_tools
 from agents.openai_chat import OpenAIChat
-from agents.prompt import user_message
+from agents.prompt import Budget, PromptTooLarge, user_message
 from agents.providers import VENDOR_BASE_URLS, ModelConfig, ModelError, echo_answer
 from agents.structured import answer_problem
 from agents.tools.calls import ToolJournal, ToolRunner
@@ -95,6 +96,32 @@ def _add_usage(total: dict[str, Any], usage: dict[str, Any]) -> None:
             total[key] = value
 
 
+# A payload this small renders faster than the hop to a thread and back; a larger one renders
+# off the event loop, which then keeps answering while the rendering runs.
+INLINE_RENDER_BYTES = 16_384
+
+
+def _prompt_too_large(max_prompt_bytes: int, what: str) -> ModelError:
+    return ModelError(
+        "prompt_too_large",
+        f"The prompt for this task ({what}) is over {max_prompt_bytes} bytes, the limit of"
+        " HOOKD_MAX_PROMPT_BYTES; nothing was sent to the model. Send a smaller payload, or pick"
+        " the fields the model needs with the agent's input_template.",
+        transient=False,
+    )
+
+
+def render_user(agent: Agent, payload_json: str, max_prompt_bytes: int) -> tuple[str, int]:
+    """The user message and its size in bytes, within what the agent's prompt leaves of
+    HOOKD_MAX_PROMPT_BYTES; ModelError prompt_too_large past it."""
+    budget = Budget(max_prompt_bytes - len(agent.prompt.encode("utf-8", "surrogatepass")))
+    try:
+        user = user_message(json.loads(payload_json), agent.input_template, budget)
+    except PromptTooLarge:
+        raise _prompt_too_large(max_prompt_bytes, "the agent's prompt and the rendered payload") from None
+    return user, budget.spent_bytes
+
+
 def new_chat(
     config: ModelConfig, system: str, user: str, tools: list[ToolSpec], answer_schema: dict[str, Any] | None
 ) -> Chat:
@@ -111,13 +138,20 @@ async def run_agent(
     journal: ToolJournal,
     search: Search | None = None,
     mcp_commands: Sequence[str] = (),
+    max_prompt_bytes: int,
 ) -> dict[str, Any]:
     """Run `agent` on its task's payload once: the SUCCESS result, or a ModelError.
-    `mcp_commands` is HOOKD_MCP_COMMANDS, the programs its MCP servers may start."""
+    `mcp_commands` is HOOKD_MCP_COMMANDS, the programs its MCP servers may start;
+    `max_prompt_bytes` is HOOKD_MAX_PROMPT_BYTES, what the system and user messages may hold."""
     config = resolve_model(agent, defaults)
-    user = user_message(json.loads(run.payload_json), agent.input_template)
+    if len(run.payload_json) <= INLINE_RENDER_BYTES:
+        user, user_bytes = render_user(agent, run.payload_json, max_prompt_bytes)
+    else:
+        user, user_bytes = await asyncio.to_thread(render_user, agent, run.payload_json, max_prompt_bytes)
     passages = await find_passages(agent.id, agent.knowledge_top_k, user, search if run.has_sources else None)
     system = with_sources(agent.prompt, passages)
+    if passages and len(system.encode("utf-8", "surrogatepass")) + user_bytes > max_prompt_bytes:
+        raise _prompt_too_large(max_prompt_bytes, "the agent's prompt, its sources and the rendered payload")
     if config.provider == "echo":  # no model, so no tools and no schema either
         result: dict[str, Any] = {"answer": echo_answer(system, user), "model": "echo", "usage": {}}
         return _with_sources(result, passages)

@@ -132,6 +132,12 @@ RESULT: Schema = {
                     "description": "Only when the failed attempt had made tool calls: the ones it"
                     " finished, in order.",
                 },
+                "tool_calls_dropped": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "Instead of tool_calls, when they would have made the result"
+                    " larger than HOOKD_MAX_RESULT_BYTES: how many there were.",
+                },
             },
             required=("error", "type"),
         ),
@@ -160,9 +166,28 @@ TASK_STATUS: Schema = closed_object(
     },
     required=tuple(TASK_STATUS_FIELDS),
 )
+RESULT_PREVIEW: Schema = closed_object(
+    {
+        "type": {"type": "string"},
+        "model": {"type": "string"},
+        "error": {"type": "string", "description": "Its first 500 characters, then …"},
+        "answer": {"type": "string", "description": "Its first 500 characters, then …"},
+    }
+) | {"description": "A result over 2 KiB as JSON, in a list: what it holds of these fields."}
 TASK: Schema = closed_object(
-    TASK_STATUS_FIELDS | {"id": UUID, "last_error": ref("LastError"), "next_attempt_at": TIME},
-    required=(*TASK_STATUS_FIELDS, "id", "last_error"),
+    TASK_STATUS_FIELDS
+    | {
+        "result": {"anyOf": [ref("Result"), ref("ResultPreview")]},
+        "result_truncated": {
+            "type": "boolean",
+            "description": "In a list, true when `result` is a preview of a result over 2 KiB;"
+            " GET /api/tasks/{id} has the whole of it (and says false).",
+        },
+        "id": UUID,
+        "last_error": ref("LastError"),
+        "next_attempt_at": TIME,
+    },
+    required=(*TASK_STATUS_FIELDS, "id", "last_error", "result_truncated"),
 )
 DELIVERY: Schema = closed_object(
     {
@@ -183,7 +208,11 @@ DELIVERIES: Schema = {"type": "array", "items": ref("Delivery")}
 TASK_WITH_PAYLOAD: Schema = TASK | {
     "properties": TASK["properties"]
     | {
-        "payload": {"type": "object", "description": "The webhook's payload, as accepted."},
+        "payload": {
+            "type": ["object", "string"],
+            "description": "The webhook's payload, as accepted; its JSON text for a payload an"
+            " older hookd stored nested deeper than 32 levels.",
+        },
         "deliveries": DELIVERIES | {"description": "Its callbacks, oldest first."},
     },
     "required": [*TASK["required"], "payload", "deliveries"],

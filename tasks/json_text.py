@@ -5,6 +5,27 @@ from __future__ import annotations
 import json
 from typing import Any
 
+# How deeply hookd reads nested JSON (objects and arrays), in webhooks and admin bodies alike. Real
+# senders nest fewer than 20 levels (GitHub's deepest payloads about 8); deeper JSON is refused,
+# which keeps every later stage — rendering, storing, serving — clear of deep recursion.
+MAX_JSON_DEPTH = 32
+
+
+def nested_deeper_than(value: Any, max_depth: int) -> bool:
+    """Whether `value` has objects or arrays nested more than `max_depth` levels (a bare
+    object is one level). Walks without recursion, visiting containers only."""
+    if not isinstance(value, dict | list):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            return True
+        for child in node.values() if type(node) is dict else node:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1))
+    return False
+
 
 def json_text(value: Any) -> str:
     """Compact JSON text for a column or a request body. An unpaired surrogate (a model's answer

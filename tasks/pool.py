@@ -23,6 +23,7 @@ from agents.providers import ModelError
 from agents.run import RunContext
 from errors import StorageUnavailable
 from tasks.events import TaskEvent, TaskEvents
+from tasks.json_text import MAX_JSON_DEPTH, json_text, nested_deeper_than
 from tasks.store import Claim, Store, Task
 
 log = logging.getLogger("hookd.pool")
@@ -32,6 +33,9 @@ MAX_BACKOFF_S = 300.0
 QUEUE_RECOUNT_S = 1.0
 FINAL_WRITE_RETRY_S = 0.1
 MAX_FINAL_WRITE_RETRY_S = 5.0
+# A result nested deeper than this (a model's structured answer, its tools' arguments) is not
+# stored: every later read would have to parse and serve it.
+MAX_RESULT_DEPTH = 2 * MAX_JSON_DEPTH
 
 
 def backoff_s(attempt: int, base_s: float) -> float:
@@ -57,6 +61,7 @@ class WorkerPool:
         shutdown_grace_s: float,
         retry_backoff_s: float,
         max_pending: int,
+        max_result_bytes: int,
         poll_interval_s: float = 1.0,
     ) -> None:
         self._store = store
@@ -65,10 +70,14 @@ class WorkerPool:
         self._grace_s = shutdown_grace_s
         self._backoff_s = retry_backoff_s
         self._poll_interval_s = poll_interval_s
-        self._max_pending = max_pending
+        self.max_pending = max_pending
+        self._max_result_bytes = max_result_bytes
         # Tasks waiting to run, kept without a count(*) per webhook: counted at start and
         # on every safety poll, moved by accepts and claims in between.
         self.queue_depth = 0
+        # Webhooks past the HOOKD_MAX_PENDING check whose task is not yet committed: they count
+        # against the limit too, or a burst would all pass the check before any commit lands.
+        self._reserved = 0
         self._counted_at = 0.0
         self._running: dict[str, asyncio.Task[None]] = {}
         # Runs still waiting for their model: these hold the `workers` slots. A run whose
@@ -99,8 +108,17 @@ class WorkerPool:
         self._wakeup.set()
         self.events.publish(TaskEvent(task_id, None, "PENDING", 0))
 
-    def queue_full(self) -> bool:
-        return self.queue_depth >= self._max_pending
+    def reserve(self) -> bool:
+        """Hold a place in the queue for a webhook about to commit its task; False when the
+        queue, with the places already held, is at HOOKD_MAX_PENDING. Give it back with
+        `release` once the task is committed (and counted by `accepted`) or refused."""
+        if self.queue_depth + self._reserved >= self.max_pending:
+            return False
+        self._reserved += 1
+        return True
+
+    def release(self) -> None:
+        self._reserved -= 1
 
     async def start(self) -> None:
         recovery = await self._store.recover_interrupted()
@@ -266,7 +284,8 @@ class WorkerPool:
         run = RunContext(task.id, task.payload, task.attempts, has_sources=claim.agent_has_sources)
         try:
             async with asyncio.timeout(agent.timeout_s):
-                return _Outcome("SUCCESS", await self._run_agent(agent, run))
+                success = await self._run_agent(agent, run)
+            return _Outcome("SUCCESS", success) if self._storable(success) else self._too_large(success)
         except TimeoutError:
             error = ModelError(
                 "timeout",
@@ -294,10 +313,30 @@ class WorkerPool:
             result["error"] += f" (attempt {task.attempts} of {task.max_attempts})"
         if run.tool_calls:  # what the failed attempt did before it failed
             result["tool_calls"] = run.tool_calls
+            if not self._storable(result):
+                del result["tool_calls"]
+                result["tool_calls_dropped"] = len(run.tool_calls)
         return _Outcome("FAILURE", result)
 
+    def _storable(self, result: dict[str, Any]) -> bool:
+        """Whether a result is within HOOKD_MAX_RESULT_BYTES as JSON, and MAX_RESULT_DEPTH."""
+        if nested_deeper_than(result, MAX_RESULT_DEPTH):
+            return False
+        text = json_text(result)
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
+        return size <= self._max_result_bytes
+
+    def _too_large(self, result: dict[str, Any]) -> _Outcome:
+        if nested_deeper_than(result, MAX_RESULT_DEPTH):
+            what = f"nested deeper than {MAX_RESULT_DEPTH} levels"
+        else:
+            what = f"over {self._max_result_bytes} bytes as JSON, the limit of HOOKD_MAX_RESULT_BYTES"
+        error = f"The run finished, but its result is {what}; it was not stored."
+        return _Outcome("FAILURE", {"error": error, "type": "result_too_large"})
+
     async def _requeue(self, task: Task) -> None:
-        await self._store.requeue(task.id)
+        if await self._store.requeue(task.id):
+            self.queue_depth += 1
         self.events.publish(TaskEvent(task.id, task.agent_id, "PENDING", task.attempts - 1))
 
     async def _finish(self, task: Task, status: str, result: dict[str, Any], elapsed_s: float | None) -> bool:
@@ -324,6 +363,7 @@ class WorkerPool:
                 task.id, time.time() + outcome.retry_after_s, outcome.result
             )
             if stored:
+                self.queue_depth += 1  # RETRY waits in the queue like PENDING
                 self.events.publish(
                     TaskEvent(
                         task.id, task.agent_id, "RETRY", task.attempts, elapsed_s, outcome.result["type"]

@@ -9,8 +9,12 @@ a primary-key lookup takes microseconds, less than the hop to a reader thread an
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +32,8 @@ from tasks.sqlite_schema import set_up as set_up_schema
 from tasks.sqlite_writer import WriteOp, Writer
 from tasks.store import (
     IDEMPOTENCY_WINDOW_S,
+    LIST_PREVIEW_CHARS,
+    LIST_RESULT_MAX_BYTES,
     STATUSES,
     Claim,
     Enqueued,
@@ -61,6 +67,17 @@ TASK_COLUMNS = (
     " run_after, created_at, started_at, finished_at"
 )
 GET_TASK_SQL = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
+# A list's columns: no payload, and a result over LIST_RESULT_MAX_BYTES only as its preview's
+# parts, cut in SQLite, so that a large result never reaches Python for a list. The parts come
+# as bytes: SQLite decodes an escaped lone surrogate (a model's answer may hold one) to bytes
+# that are not UTF-8, which sqlite3 would refuse to return as text.
+LIST_TASK_COLUMNS = f"""id, agent_id, status, '' AS payload,
+    CASE WHEN length(CAST(result AS BLOB)) <= {LIST_RESULT_MAX_BYTES} THEN result END,
+    last_error, attempts, max_attempts, run_after, created_at, started_at, finished_at,
+    length(CAST(result AS BLOB)) > {LIST_RESULT_MAX_BYTES},
+    CAST(json_extract(result, '$.type') AS BLOB), CAST(json_extract(result, '$.model') AS BLOB),
+    CAST(substr(json_extract(result, '$.error'), 1, {LIST_PREVIEW_CHARS + 1}) AS BLOB),
+    CAST(substr(json_extract(result, '$.answer'), 1, {LIST_PREVIEW_CHARS + 1}) AS BLOB)"""
 # A new task for the active agent holding a token (and, when the request's signature was
 # checked, still the secret it was checked with). The token lookup happens inside the write:
 # the webhook's hot path is one round trip to the writer, shared with every other webhook in its
@@ -136,6 +153,40 @@ def _task(row: Sequence[Any]) -> Task:
     )
 
 
+def _create_private(path: str) -> None:
+    """Create the database file readable by its owner only, before SQLite would create it under
+    the umask (0644): it holds signing and callback secrets, payloads and results. SQLite makes
+    the -wal and -shm files with the database file's mode, so they are private too."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _warn_if_shared(path: str) -> None:
+    """A database made before hookd created it 0600 keeps its mode: say so, once per open."""
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        log.warning(
+            "%s can be read by other users (mode %04o), and it holds secrets: chmod 600 it and its"
+            " -wal and -shm files",
+            path,
+            mode,
+        )
+
+
+def _listed_task(row: Sequence[Any]) -> Task:
+    task = _task(row)
+    if not row[12]:
+        return task
+    preview_parts = zip(("type", "model", "error", "answer"), row[13:17], strict=True)
+    preview = {
+        key: bytes(value).decode("utf-8", "replace") for key, value in preview_parts if value is not None
+    }
+    for key in ("error", "answer"):
+        if isinstance(preview.get(key), str) and len(preview[key]) > LIST_PREVIEW_CHARS:
+            preview[key] = preview[key][:LIST_PREVIEW_CHARS] + "…"
+    return dataclasses.replace(task, result=preview, result_truncated=True)
+
+
 class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
     """The store (tasks/store.py), its agents in tasks/sqlite_agents.py, deliveries in
     tasks/sqlite_deliveries.py, sources and chunks in tasks/sqlite_knowledge.py."""
@@ -172,6 +223,7 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
         try:
             # A new file's folder; tiny and once per start, so done inline.
             Path(self.path).resolve().parent.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+            _create_private(self.path)
             writer = Writer(self._connect_writer)
             await writer.open(self._set_up)
         except (OSError, sqlite3.Error) as exc:
@@ -194,6 +246,7 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
             await writer.close()
             raise
         self._writer, self._reader, self._point_reader = writer, reader, point_reader
+        _warn_if_shared(self.path)
 
     def _set_up(self, conn: sqlite3.Connection) -> None:
         """WAL, and the newest schema (on the writer thread)."""
@@ -301,8 +354,8 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
             where.append("id < ?")
             params.append(before_id)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        sql = f"SELECT {TASK_COLUMNS} FROM tasks {clause} ORDER BY id DESC LIMIT ?"
-        return [_task(r) for r in await self._read(sql, [*params, limit])]
+        sql = f"SELECT {LIST_TASK_COLUMNS} FROM tasks {clause} ORDER BY id DESC LIMIT ?"
+        return [_listed_task(r) for r in await self._read(sql, [*params, limit])]
 
     async def queue_depth(self) -> int:
         ((count,),) = await self._read("SELECT count(*) FROM tasks WHERE status IN ('PENDING', 'RETRY')")

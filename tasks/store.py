@@ -15,12 +15,18 @@ from typing import Any
 
 from agents.agent import Agent, iso_time
 from agents.knowledge import Passage, PreparedSource, Source
+from tasks.json_text import MAX_JSON_DEPTH, nested_deeper_than
 
 STATUSES = ("PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE")
 # How long a webhook's idempotency key is remembered: a request repeating it within this window
 # gets the first request's task instead of a new one.
 IDEMPOTENCY_WINDOW_S = 24 * 3600.0
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
+# A task in a list (list_tasks) carries its result whole only up to this many bytes of JSON;
+# a larger one comes as a preview (its type, and the start of its error or answer), so that a
+# page of tasks stays small whatever the runs returned. Payloads are never listed.
+LIST_RESULT_MAX_BYTES = 2048
+LIST_PREVIEW_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,8 @@ class Task:
     created_at: float
     started_at: float | None
     finished_at: float | None
+    # Set by list_tasks: `result` is a preview of a result over LIST_RESULT_MAX_BYTES.
+    result_truncated: bool = False
 
     def status_json(self) -> dict[str, Any]:
         """The public shape served by GET /api/task_status (DocsGPT's, plus timings)."""
@@ -60,9 +68,19 @@ class Task:
         body = self.status_json()
         body["id"] = self.id
         body["last_error"] = self.last_error
+        body["result_truncated"] = self.result_truncated
         if with_payload:
-            body["payload"] = json.loads(self.payload)
+            body["payload"] = self.payload_value()
         return body
+
+    def payload_value(self) -> Any:
+        """The payload as a JSON value; a payload stored before hookd limited nesting (deeper
+        than MAX_JSON_DEPTH), which no view could serve, comes as its JSON text instead."""
+        try:
+            value = json.loads(self.payload)
+        except RecursionError:
+            return self.payload
+        return self.payload if nested_deeper_than(value, MAX_JSON_DEPTH) else value
 
 
 @dataclass(frozen=True)
@@ -248,7 +266,9 @@ class Store(ABC):
         limit: int = 50,
         before_id: str | None = None,
     ) -> list[Task]:
-        """Tasks newest first, optionally for one agent, some statuses, or older than an id."""
+        """Tasks newest first, optionally for one agent, some statuses, or older than an id.
+        Without their payloads (`payload` is ""), and with a result over LIST_RESULT_MAX_BYTES
+        as a preview (`result_truncated`), so that a list's size never depends on the runs'."""
 
     @abstractmethod
     async def queue_depth(self) -> int:

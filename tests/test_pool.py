@@ -59,7 +59,15 @@ async def test_a_task_retried_at_once_and_claimed_in_its_retrys_commit_is_tracke
             raise
         raise AssertionError("not reached")
 
-    pool = WorkerPool(store, run_agent, workers=2, shutdown_grace_s=0, retry_backoff_s=0, max_pending=100)
+    pool = WorkerPool(
+        store,
+        run_agent,
+        workers=2,
+        shutdown_grace_s=0,
+        retry_backoff_s=0,
+        max_pending=100,
+        max_result_bytes=1 << 20,
+    )
     await pool.start()
     try:
         task_id = await store.enqueue(TOKEN_SHA256, "{}")

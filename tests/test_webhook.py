@@ -97,7 +97,7 @@ async def test_form_bodies(hookd: Hookd) -> None:
         (b"\xff\xfe{}", "application/json", "not valid UTF-8"),
         (b'{"a": 1, "a": 2}', "application/json", "twice"),
         (b'{"a": NaN}', "application/json", "NaN"),
-        (b"[" * 100_000 + b"]" * 100_000, "application/json", "nested too deeply"),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", "levels deep"),
         (b'{"a": "\\ud800"}', "application/json", "surrogate"),
         (b'{"n": ' + b"9" * 5000 + b"}", "application/json", "cannot read"),
     ],
