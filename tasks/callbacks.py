@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from agents.agent import IPAddress, address_refusal
 from agents.tokens import SIGNING_SECRET_PREFIX
+from agents.tools.addresses import IPAddress, address_refusal
 from errors import NotFound
 from tasks.events import TaskEvent
 from tasks.json_text import json_text
