@@ -235,7 +235,7 @@ async def test_tool_errors_go_back_to_the_model(
     ("host", "kind"),
     [
         ("127.0.0.1", "loopback"),
-        ("localhost", "loopback"),  # a name: refused once resolved
+        ("0x7f.0.0.1", "loopback"),  # a name to aiohttp, 127.0.0.1 to getaddrinfo: refused once resolved
         ("[::1]", "loopback"),
         ("[::ffff:127.0.0.1]", "loopback"),
         ("[64:ff9b::7f00:1]", "loopback"),  # NAT64: 127.0.0.1 behind a NAT64 gateway
@@ -289,8 +289,29 @@ async def test_read_webpage_and_notify_refuse_loopback_by_default(
         hookd, fake_llm, "tool=notify", {"args": {"message": "hi"}},
         tools=[{"type": "notify", "server": target.url, "topic": "alerts"}],
     )  # fmt: skip
-    for done in (page, notified):
-        assert "loopback address" in done["result"]["tool_calls"][0]["error"], done
+    assert "localhost: it is a loopback name" in page["result"]["tool_calls"][0]["error"], page
+    assert "127.0.0.1: it is a loopback address" in notified["result"]["tool_calls"][0]["error"], notified
+    assert target.hits == []
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("localhost.", "a loopback name"),
+        ("LOCALHOST.", "a loopback name"),
+        ("app.localhost.", "a loopback name"),
+        ("127.0.0.1.", "a loopback address"),
+    ],
+)
+@pytest.mark.parametrize("tool", ["http_request", "read_webpage"])
+async def test_a_trailing_dot_does_not_hide_a_loopback_host(
+    hookd: Hookd, fake_llm: FakeLLM, target: Target, host: str, reason: str, tool: str
+) -> None:
+    url = f"http://{host}:{target.port}/secret"
+    tools = [{"type": tool} | ({"allow_hosts": ["*"]} if tool == "http_request" else {})]
+    done = await run(hookd, fake_llm, f"tool={tool}", {"args": {"url": url}}, tools=tools)
+    (call,) = done["result"]["tool_calls"]
+    assert f"refused to connect to {host.lower()}: it is {reason}; set allow_private" in call["error"], call
     assert target.hits == []
 
 

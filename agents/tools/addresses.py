@@ -5,7 +5,8 @@ was checked: `GuardedResolver` is the resolver of the tool's own connector, so a
 resolves to a public address for the check and to 127.0.0.1 for the connection (DNS
 rebinding) cannot happen. aiohttp skips the resolver for IP literals, so `check_url` checks
 those itself; redirects are followed by hand (agents/tools/web.py), each target checked again.
-Callbacks (tasks/callbacks.py) use the same rule.
+localhost and *.localhost are refused by name, before any lookup, and a trailing dot
+("localhost.", "127.0.0.1.") changes nothing. Callbacks (tasks/callbacks.py) use the same rule.
 
 IPv6 has forms that carry an IPv4 address, and behind the right gateway a connection to one
 reaches that IPv4 address. Two are how a host reaches IPv4 today, so they are judged by the
@@ -114,6 +115,19 @@ def normalize_host(host: str) -> str:
         return host
 
 
+def host_refusal(host: str) -> str | None:
+    """Why a URL's host is refused before any lookup, for a message: an IP literal that is not
+    public, or a loopback name (localhost, *.localhost), also with a trailing dot ("127.0.0.1.",
+    "localhost."); None for a public address, or a name to be checked once resolved."""
+    host = normalize_host(host)
+    try:
+        return address_refusal(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    # RFC 6761: these are loopback wherever they resolve, and "localhost." may not resolve at all.
+    return "a loopback name" if host == "localhost" or host.endswith(".localhost") else None
+
+
 def check_allow_hosts(value: object, where: str) -> list[str]:
     """An allow-list from an agent's tool config: host names, IP addresses, *.domain or '*'."""
     if not isinstance(value, list) or not all(isinstance(h, str) for h in value) or not 0 < len(value) <= 100:
@@ -165,8 +179,9 @@ def safe_url(url: str) -> str:
 
 
 def check_url(url: str, allow_hosts: list[str] | None, allow_private: bool) -> None:
-    """ToolError unless the URL is http(s) to an allowed host; an IP literal must be public
-    unless allow_private (names are checked once resolved, by GuardedResolver)."""
+    """ToolError unless the URL is http(s) to an allowed host; an IP literal must be public and
+    a name not a loopback one unless allow_private (names are checked once resolved, by
+    GuardedResolver)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -179,13 +194,9 @@ def check_url(url: str, allow_hosts: list[str] | None, allow_private: bool) -> N
         raise ToolError(
             f"{normalize_host(host)} is not one of the hosts this tool may call ({', '.join(allow_hosts)})."
         )
-    try:
-        ip = ipaddress.ip_address(normalize_host(host))
-    except ValueError:
-        return
-    reason = address_refusal(ip)
-    if reason is not None and not allow_private:
-        raise ToolError(_refusal(str(ip), str(ip), reason))
+    reason = None if allow_private else host_refusal(host)
+    if reason is not None:
+        raise ToolError(_refusal(host, host, reason))
 
 
 class GuardedResolver(ThreadedResolver):
