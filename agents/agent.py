@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,7 +13,7 @@ from agents.mcp_config import check_mcp_servers, refuse_unlisted_commands
 from agents.prompt import check_template
 from agents.signatures import Signature, validate_signature
 from agents.structured import check_json_schema
-from agents.tools.addresses import address_kind
+from agents.tools.addresses import host_refusal
 from agents.tools.registry import check_tools
 from errors import InvalidInput
 from settings import Settings, parse_rate_limit
@@ -30,7 +29,6 @@ MAX_TIMEOUT_S = 3600.0
 DEFAULT_MAX_STEPS = 8
 MAX_STEPS = 50
 MAX_URL_CHARS = 2000
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_KNOWLEDGE_TOP_K = 20
 
 
@@ -160,14 +158,6 @@ def _llm(value: Any) -> dict[str, str]:
     return llm
 
 
-def address_refusal(address: IPAddress) -> str | None:
-    """Why a callback may not go to `address` unless HOOKD_CALLBACK_ALLOW_PRIVATE is on; None
-    if it may. Callbacks are requests hookd makes on a caller's behalf: without this, an agent's
-    callback_url could reach the services behind hookd's firewall. The same rule as the tools'."""
-    kind = address_kind(address)
-    return None if kind is None else f"a {kind} address"
-
-
 def _callback_url(value: Any, *, allow_private: bool) -> str | None:
     if value is None or value == "":
         return None
@@ -191,17 +181,15 @@ def _callback_url(value: Any, *, allow_private: bool) -> str | None:
             "'callback_url' must be an http:// or https:// URL without spaces, e.g."
             " https://example.org/hooks/hookd."
         )
-    if not allow_private:
-        host = parts.hostname
-        try:
-            reason = address_refusal(ipaddress.ip_address(host))
-        except ValueError:  # a name: checked on the address it resolves to, at each delivery
-            reason = "a loopback name" if host == "localhost" or host.endswith(".localhost") else None
-        if reason is not None:
-            raise InvalidInput(
-                f"'callback_url' points at {host}, {reason}. hookd refuses those unless its"
-                " setting HOOKD_CALLBACK_ALLOW_PRIVATE is true."
-            )
+    # Callbacks are requests hookd makes on a caller's behalf: without this, an agent's
+    # callback_url could reach the services behind hookd's firewall. The same rule as the tools';
+    # a name other than localhost is checked on the addresses it resolves to, at each delivery.
+    reason = None if allow_private else host_refusal(parts.hostname)
+    if reason is not None:
+        raise InvalidInput(
+            f"'callback_url' points at {parts.hostname}, {reason}. hookd refuses those unless its"
+            " setting HOOKD_CALLBACK_ALLOW_PRIVATE is true."
+        )
     return url
 
 

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from agents.agent import IPAddress, address_refusal
 from agents.tokens import SIGNING_SECRET_PREFIX
+from agents.tools.addresses import IPAddress, address_refusal, host_refusal
 from errors import NotFound
 from tasks.events import TaskEvent
 from tasks.json_text import json_text
@@ -228,6 +228,12 @@ class CallbackSender:
         private addresses are allowed. Sending to these (not to the name) keeps the name from
         resolving elsewhere between the check and the connection."""
         host = url.host or ""
+        reason = None if self._allow_private else host_refusal(host)
+        if reason is not None:  # before the lookup: "localhost." may not resolve, and be retried for a day
+            raise Refused(
+                f"The callback URL points at {host}, {reason}; hookd refuses callbacks there"
+                " unless HOOKD_CALLBACK_ALLOW_PRIVATE is true."
+            )
         infos = await asyncio.get_running_loop().getaddrinfo(
             host, url.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
         )

@@ -280,11 +280,22 @@ async def test_the_secret_is_never_logged(
     [
         "http://127.0.0.1:9/hook",
         "http://localhost/hook",
+        "http://localhost./hook",
+        "http://LOCALHOST./hook",
+        "http://app.localhost./hook",
+        "http://127.0.0.1./hook",
         "http://10.1.2.3/hook",
         "http://192.168.0.10/hook",
         "http://169.254.169.254/latest/meta-data",
         "http://[::1]/hook",
         "http://[::ffff:127.0.0.1]/hook",
+        "http://[64:ff9b::7f00:1]/hook",  # NAT64: 127.0.0.1 behind a NAT64 gateway
+        "http://[64:ff9b::a01:203]/hook",  # 10.1.2.3
+        "http://[64:ff9b:1::808:808]/hook",  # NAT64's local-use prefix: refused whatever it carries
+        "http://[::ffff:0:7f00:1]/hook",  # SIIT
+        "http://[::7f00:1]/hook",  # IPv4-compatible
+        "http://[2002:7f00:1::1]/hook",  # 6to4
+        "http://[fec0::1]/hook",  # site-local
     ],
 )
 async def test_private_addresses_are_refused_when_the_agent_is_saved(make_hookd: MakeHookd, url: str) -> None:
@@ -311,6 +322,39 @@ async def test_a_name_resolving_to_a_private_address_is_refused_at_delivery(
     assert (delivery["status"], delivery["attempts"], delivery["last_status_code"]) == ("failed", 1, None)
     assert "127.0.0.1, a loopback address" in delivery["last_error"]
     assert "HOOKD_CALLBACK_ALLOW_PRIVATE" in delivery["last_error"]
+    assert receiver.received == []
+
+
+async def test_an_ipv6_form_carrying_a_private_ipv4_address_is_refused_at_delivery(
+    make_hookd: MakeHookd, start_receiver: Any
+) -> None:
+    receiver = await start_receiver()
+    url = receiver.url.replace("127.0.0.1", "[64:ff9b::7f00:1]")
+    allowed = await make_hookd(callback_allow_private=True)
+    agent = await allowed.create_agent(callback_url=url)
+    await allowed.client.close()
+    hookd = await make_hookd()
+    delivery = await settled(hookd, await hookd.trigger(agent))
+    assert (delivery["status"], delivery["attempts"]) == ("failed", 1)
+    assert "64:ff9b::7f00:1, the NAT64 form of 127.0.0.1, a loopback address" in delivery["last_error"]
+    assert receiver.received == []
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"), [("localhost.", "a loopback name"), ("127.0.0.1.", "a loopback address")]
+)
+async def test_a_trailing_dot_does_not_hide_a_loopback_host_at_delivery(
+    make_hookd: MakeHookd, start_receiver: Any, host: str, reason: str
+) -> None:
+    receiver = await start_receiver()
+    url = receiver.url.replace("127.0.0.1", host)
+    allowed = await make_hookd(callback_allow_private=True)
+    agent = await allowed.create_agent(callback_url=url)
+    await allowed.client.close()
+    hookd = await make_hookd()  # checked before the lookup, where "localhost." may not resolve
+    delivery = await settled(hookd, await hookd.trigger(agent))
+    assert (delivery["status"], delivery["attempts"]) == ("failed", 1)
+    assert f"points at {host}, {reason}; hookd refuses callbacks there" in delivery["last_error"]
     assert receiver.received == []
 
 

@@ -235,9 +235,12 @@ async def test_tool_errors_go_back_to_the_model(
     ("host", "kind"),
     [
         ("127.0.0.1", "loopback"),
-        ("localhost", "loopback"),  # a name: refused once resolved
+        ("0x7f.0.0.1", "loopback"),  # a name to aiohttp, 127.0.0.1 to getaddrinfo: refused once resolved
         ("[::1]", "loopback"),
         ("[::ffff:127.0.0.1]", "loopback"),
+        ("[64:ff9b::7f00:1]", "loopback"),  # NAT64: 127.0.0.1 behind a NAT64 gateway
+        ("[64:ff9b:1::a00:1]", "local-use NAT64"),
+        ("[fec0::1]", "site-local"),
         ("169.254.169.254", "link-local"),
         ("10.1.2.3", "private"),
         ("192.168.0.1", "private"),
@@ -251,7 +254,27 @@ async def test_private_addresses_are_refused_by_default(
     url = f"http://{host}:{target.port}/secret"
     done = await run(hookd, fake_llm, "tool=http_request", {"args": {"url": url}}, tools=tools)
     (call,) = done["result"]["tool_calls"]
-    assert f"it is a {kind} address; set allow_private: true" in call["error"], call
+    assert f"a {kind} address; set allow_private: true" in call["error"], call
+    assert target.hits == []
+
+
+@pytest.mark.parametrize(
+    ("tool", "model"),
+    [
+        ({"type": "http_request", "allow_hosts": ["*"]}, "tool=http_request"),
+        ({"type": "read_webpage"}, "tool=read_webpage"),
+    ],
+)
+async def test_an_ipv6_form_is_judged_by_the_ipv4_address_it_carries(
+    hookd: Hookd, fake_llm: FakeLLM, target: Target, tool: dict[str, Any], model: str
+) -> None:
+    url = f"http://[64:ff9b::7f00:1]:{target.port}/secret"
+    done = await run(hookd, fake_llm, model, {"args": {"url": url}}, tools=[tool])
+    (call,) = done["result"]["tool_calls"]
+    assert call["error"] == (
+        "refused to connect to 64:ff9b::7f00:1: it is the NAT64 form of 127.0.0.1, a loopback address;"
+        " set allow_private: true on the tool to allow loopback, private and link-local addresses"
+    ), call
     assert target.hits == []
 
 
@@ -266,8 +289,29 @@ async def test_read_webpage_and_notify_refuse_loopback_by_default(
         hookd, fake_llm, "tool=notify", {"args": {"message": "hi"}},
         tools=[{"type": "notify", "server": target.url, "topic": "alerts"}],
     )  # fmt: skip
-    for done in (page, notified):
-        assert "loopback address" in done["result"]["tool_calls"][0]["error"], done
+    assert "localhost: it is a loopback name" in page["result"]["tool_calls"][0]["error"], page
+    assert "127.0.0.1: it is a loopback address" in notified["result"]["tool_calls"][0]["error"], notified
+    assert target.hits == []
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("localhost.", "a loopback name"),
+        ("LOCALHOST.", "a loopback name"),
+        ("app.localhost.", "a loopback name"),
+        ("127.0.0.1.", "a loopback address"),
+    ],
+)
+@pytest.mark.parametrize("tool", ["http_request", "read_webpage"])
+async def test_a_trailing_dot_does_not_hide_a_loopback_host(
+    hookd: Hookd, fake_llm: FakeLLM, target: Target, host: str, reason: str, tool: str
+) -> None:
+    url = f"http://{host}:{target.port}/secret"
+    tools = [{"type": tool} | ({"allow_hosts": ["*"]} if tool == "http_request" else {})]
+    done = await run(hookd, fake_llm, f"tool={tool}", {"args": {"url": url}}, tools=tools)
+    (call,) = done["result"]["tool_calls"]
+    assert f"refused to connect to {host.lower()}: it is {reason}; set allow_private" in call["error"], call
     assert target.hits == []
 
 
@@ -482,6 +526,39 @@ async def test_saved_tools_show_their_defaults(hookd: Hookd) -> None:
     ],
 )
 def test_address_kinds(address: str, kind: str | None) -> None:
+    assert address_kind(ipaddress.ip_address(address)) == kind
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        # IPv4-mapped and NAT64's well-known prefix: judged by the IPv4 address they carry.
+        ("::ffff:8.8.8.8", None),
+        ("64:ff9b::8.8.8.8", None),
+        ("64:ff9b::127.0.0.1", "loopback"),
+        ("64:ff9b::10.1.2.3", "private"),
+        ("64:ff9b::169.254.169.254", "link-local"),
+        ("64:ff9b::100.64.0.1", "non-public"),
+        ("64:ff9b::224.0.0.1", "multicast"),
+        ("64:ff9b::0.0.0.0", "unspecified"),
+        # The other forms carrying an IPv4 address: refused whatever they carry.
+        ("::8.8.8.8", "deprecated IPv4-compatible"),
+        ("::127.0.0.1", "deprecated IPv4-compatible"),
+        ("::ffff:0:8.8.8.8", "SIIT IPv4-translated"),
+        ("::ffff:0:127.0.0.1", "SIIT IPv4-translated"),
+        ("64:ff9b:1::808:808", "local-use NAT64"),
+        ("64:ff9b:1:7f00:0:100::", "local-use NAT64"),  # 127.0.0.1 as a /48 prefix places it
+        ("2002:808:808::1", "6to4"),
+        ("2002:7f00:1::1", "6to4"),
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+        ("fec0::1", "site-local"),
+        ("feff:ffff::1", "site-local"),
+        # Inside ::/96, but themselves.
+        ("::1", "loopback"),
+        ("::", "unspecified"),
+    ],
+)
+def test_ipv6_forms_carrying_an_ipv4_address(address: str, kind: str | None) -> None:
     assert address_kind(ipaddress.ip_address(address)) == kind
 
 
