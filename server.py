@@ -38,7 +38,7 @@ from api.app_keys import (
 from api.edge import AccessLogger
 from api.metrics import Metrics
 from api.rate_limit import RateLimiter
-from logs import configure_logging
+from logs import configure_logging, keep_out_of_logs
 from settings import Settings
 from tasks import serve_lock
 from tasks.callbacks import CallbackSender
@@ -96,6 +96,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         try:
             app[store_key] = store
             app[admin_key_key] = load_admin_key(settings)
+            keep_out_of_logs(app[admin_key_key])  # a generated one is known only now
             app[rate_limiter_key] = RateLimiter(store, settings.rate_limit)
             yield
         finally:
@@ -215,7 +216,7 @@ def create_app(settings: Settings) -> web.Application:
 
 def serve(settings: Settings) -> None:
     """Run hookd until SIGTERM or SIGINT, then shut down gracefully."""
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     log.info(
         "hookd on http://%s:%d, database %s, %d workers",
         settings.host,

@@ -295,6 +295,10 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
+    def secret_values(self) -> list[str]:
+        """The secret settings' values that are set: what no log line may show."""
+        return [value for s in SETTINGS if s.secret and (value := getattr(self, s.name))]
+
     def __repr__(self) -> str:  # keys must never reach a log line or a traceback
         shown = {
             s.name: ("<set>" if getattr(self, s.name) else "") if s.secret else getattr(self, s.name)

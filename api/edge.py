@@ -26,18 +26,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 from api.app_keys import admin_key_key, metrics_key, settings_key
 from api.metrics import UNMATCHED_ROUTE
 from errors import HookdError, InvalidInput, PayloadTooLarge, RequestTimeout, TooManyRequests, Unauthorized
-from logs import fields
+from logs import fields, redact
 
 log = logging.getLogger("hookd.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-# The webhook token is a credential: whatever follows this prefix never reaches a log.
-_TOKEN_IN_PATH = re.compile(r"(/api/webhooks/agents/)[^?#]*", re.IGNORECASE)
-
-
-def redact(path: str) -> str:
-    return _TOKEN_IN_PATH.sub(r"\1<token>", path)
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -78,7 +71,7 @@ def edged(handler: Handler, route: str, method: str | None = None) -> Handler:
         except HookdError as exc:
             response = _domain_error_response(exc)
         except Exception:
-            log.exception("unexpected error handling %s %s", request.method, redact(request.path))
+            log.exception("unexpected error handling %s %s", request.method, redact(request.raw_path))
             response = error_response(500, "hookd hit an unexpected error; the details are in its log.")
         _observe(request, route, method, response.status, started)
         return response
@@ -306,19 +299,18 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
 
 
 class AccessLogger(AbstractAccessLogger):
-    """aiohttp's access log without credentials: a webhook's token and query string are replaced."""
+    """aiohttp's access log without credentials: a webhook's token and query string, and
+    query parameters named like keys, are replaced."""
 
     @property
     def enabled(self) -> bool:  # spares the formatting when INFO is off
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        # The decoded path: aiohttp routes on it, so a percent-encoded token is redacted too.
-        path = redact(request.path)
-        if request.query_string:
-            # A webhook's query string is a GET's payload, which may carry a sender's keys.
-            webhook = _TOKEN_IN_PATH.search(request.path) is not None
-            path += "?<redacted>" if webhook else f"?{request.query_string}"
+        # The path and query as sent: one word (the decoded path may hold spaces and newlines),
+        # with a token however it is percent-encoded. A webhook's query string is a GET's
+        # payload, which may carry a sender's keys: redact() drops it.
+        path = redact(request.raw_path)
         self.logger.info(
             '%s "%s %s HTTP/%d.%d" %d %d %.1fms',
             request.remote,
