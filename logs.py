@@ -7,7 +7,9 @@ them in the message, the JSON format adds them as keys beside ts, level, logger 
 
 Every line passes `Redactor` on its way out, whichever logger wrote it (hookd's, aiohttp's,
 asyncio's) and wherever a credential hides in it: the message, its arguments, its fields, the
-traceback.
+traceback. One of aiohttp's own lines is shortened first, because it is about something
+hookd cannot help and came with a traceback each time: a request aiohttp could not parse
+(`ClientErrors`).
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ import json
 import logging
 import re
 import sys
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _FIELDS = "hookd_fields"  # the LogRecord attribute `fields()` sets
 _BASE_KEYS = ("ts", "level", "logger", "msg")
+QUIET_INTERVAL_S = 10.0  # the shortened lines: at most one of a kind per this many seconds
 
 
 def fields(**values: Any) -> dict[str, Any]:
@@ -194,6 +200,70 @@ class Redactor(logging.Filter):
         return True
 
 
+# -- third-party lines, shortened --------------------------------------------------------------
+
+
+class Throttle:
+    """At most one line per `interval_s`; the next one says how many were held back."""
+
+    def __init__(self, interval_s: float = QUIET_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._next_at = float("-inf")
+        self._held = 0
+
+    def allow(self) -> int | None:
+        """None: hold this line back. Else how many were held back since the last one let through."""
+        now = time.monotonic()
+        if now < self._next_at:
+            self._held += 1
+            return None
+        held, self._held, self._next_at = self._held, 0, now + self.interval_s
+        return held
+
+
+def _held_back(count: int) -> str:
+    return f" ({count} more like it since the last one, not logged)" if count else ""
+
+
+def _parse_error_reason(exc: HttpProcessingError) -> str:
+    """What aiohttp's parser found wrong, without the raw bytes it quotes: its messages put a
+    label line ending in ':' before the quoted line ("Invalid char in url path:"), or quote it
+    after ': ' ("Got more than 8190 bytes when reading: b'…'")."""
+    lines = [line.strip() for line in exc.message.splitlines() if line.strip()]
+    labels = [line.rstrip(":") for line in lines if line.endswith(":")]
+    reason = ": ".join(labels) if labels else (lines[0].split(": ", 1)[0] if lines else "")
+    return f"{type(exc).__name__}: {reason[:200]}"
+
+
+class ClientErrors(logging.Filter):
+    """On aiohttp.server: a request aiohttp could not parse (a bad request line, URL or
+    header: 400 before any handler runs) is the client's fault, yet aiohttp logs it as an
+    ERROR with a traceback that quotes the raw request line or header. One INFO line instead,
+    with the reason and not the bytes, at most one per QUIET_INTERVAL_S; the access log still
+    has a line for each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._throttle = Throttle()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not (isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500):
+            return True
+        level = min(record.levelno, logging.INFO)  # aiohttp logs TLS on the HTTP port at DEBUG
+        if not logging.getLogger(record.name).isEnabledFor(level):
+            return False
+        held = self._throttle.allow()
+        if held is None:
+            return False
+        record.msg = (
+            f"{record.getMessage()}: refused with {exc.code}, {_parse_error_reason(exc)}{_held_back(held)}"
+        )
+        record.args, record.exc_info, record.exc_text = None, None, None
+        record.levelno, record.levelname = level, logging.getLevelName(level)
+        return True
+
+
 def configure_logging(level: str, log_format: str = "text", secrets: Iterable[str] = ()) -> None:
     """Send every logger's lines at `level` and above to stderr, as text or JSON, without
     credentials (`secrets` too: see keep_out_of_logs)."""
@@ -202,3 +272,4 @@ def configure_logging(level: str, log_format: str = "text", secrets: Iterable[st
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(Redactor())
     logging.basicConfig(level=level.upper(), handlers=[handler])
+    logging.getLogger("aiohttp.server").addFilter(ClientErrors())

@@ -255,6 +255,7 @@ async def test_no_token_or_key_in_any_line_after_malformed_requests(
     log = process.log()
     for secret in spellings(token, ADMIN_KEY, METRICS_KEY, LLM_KEY):
         assert secret not in log, secret
+    assert "Traceback" not in log
     assert "?key=<redacted>" in log and "?authorization=<redacted>&limit=1" in log
     if log_format == "json":
         assert all(json.loads(line) for line in log.splitlines())
