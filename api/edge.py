@@ -32,6 +32,10 @@ log = logging.getLogger("hookd.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# nginx's "client closed request": a client that left before its answer (halfway through its
+# body, say) is logged and counted with this 4xx, not as hookd's 5xx. Nobody receives it.
+CLIENT_CLOSED_REQUEST = 499
+
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"success": False, "message": message}, status=status, headers=headers)
@@ -70,13 +74,28 @@ def edged(handler: Handler, route: str, method: str | None = None) -> Handler:
             response = error_response(exc.status, _http_error_message(request, exc), headers)
         except HookdError as exc:
             response = _domain_error_response(exc)
-        except Exception:
-            log.exception("unexpected error handling %s %s", request.method, redact(request.raw_path))
-            response = error_response(500, "hookd hit an unexpected error; the details are in its log.")
+            if request.content.exception() is not None:
+                _end_broken_body(request, response)
+        except Exception as exc:
+            if isinstance(exc, ConnectionError) and request.transport is None:  # the client left
+                response = error_response(CLIENT_CLOSED_REQUEST, "The client closed the connection first.")
+            else:
+                log.exception("unexpected error handling %s %s", request.method, redact(request.raw_path))
+                response = error_response(500, "hookd hit an unexpected error; the details are in its log.")
         _observe(request, route, method, response.status, started)
         return response
 
     return at_the_edge
+
+
+def _end_broken_body(request: web.Request, response: web.StreamResponse) -> None:
+    """After a body that could not be read (bytes its Content-Encoding does not decode), the
+    connection cannot carry another request: aiohttp's parser stopped there, and would never
+    answer the next one. Close it after this answer; and mark the body as read, because
+    aiohttp reads out an unread body before it closes and would raise the body's error again
+    there, logging it as an "Unhandled exception"."""
+    response.force_close()
+    request.content.feed_eof()
 
 
 async def unrouted(request: web.Request) -> web.StreamResponse:
