@@ -7,16 +7,19 @@ them in the message, the JSON format adds them as keys beside ts, level, logger 
 
 Every line passes `Redactor` on its way out, whichever logger wrote it (hookd's, aiohttp's,
 asyncio's) and wherever a credential hides in it: the message, its arguments, its fields, the
-traceback. One of aiohttp's own lines is shortened first, because it is about something
-hookd cannot help and came with a traceback each time: a request aiohttp could not parse
-(`ClientErrors`).
+traceback. Two of aiohttp's and asyncio's own lines are shortened first, because they are
+about something hookd cannot help and came with a traceback each, thousands a second at worst:
+a request aiohttp could not parse (`ClientErrors`) and accept() finding no file descriptor
+free (`AcceptErrors`).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
+import resource
 import sys
 import time
 from collections.abc import Iterable
@@ -264,6 +267,46 @@ class ClientErrors(logging.Filter):
         return True
 
 
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def open_files_limit() -> str:
+    """RLIMIT_NOFILE as a log line says it: "1024 (hard limit 524288)"."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    shown = ["unlimited" if limit == resource.RLIM_INFINITY else str(limit) for limit in (soft, hard)]
+    return f"{shown[0]} (hard limit {shown[1]})"
+
+
+class AcceptErrors(logging.Filter):
+    """On asyncio: with every file descriptor in use, each accept() on the listening socket
+    fails, and asyncio logs each with a traceback. Before CPython's fix for gh-151615 it goes
+    on trying up to the listen backlog (1,024) times a loop iteration: tens of thousands of
+    lines a second. One ERROR line instead, at most one per QUIET_INTERVAL_S, naming the
+    limit. The connections wait in the backlog, and asyncio accepts them once others close."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._throttle = Throttle()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not (
+            isinstance(exc, OSError)
+            and exc.errno in _OUT_OF_RESOURCES
+            and str(record.msg).startswith("socket.accept()")
+        ):
+            return True
+        held = self._throttle.allow()
+        if held is None:
+            return False
+        record.msg = (
+            f"cannot accept new connections: {exc.strerror}; open files limit {open_files_limit()}."
+            f" They wait until other connections close{_held_back(held)}"
+        )
+        record.args, record.exc_info, record.exc_text = None, None, None
+        return True
+
+
 def configure_logging(level: str, log_format: str = "text", secrets: Iterable[str] = ()) -> None:
     """Send every logger's lines at `level` and above to stderr, as text or JSON, without
     credentials (`secrets` too: see keep_out_of_logs)."""
@@ -273,3 +316,4 @@ def configure_logging(level: str, log_format: str = "text", secrets: Iterable[st
     handler.addFilter(Redactor())
     logging.basicConfig(level=level.upper(), handlers=[handler])
     logging.getLogger("aiohttp.server").addFilter(ClientErrors())
+    logging.getLogger("asyncio").addFilter(AcceptErrors())

@@ -42,6 +42,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # also rejects NaN
+        raise ValueError("must be more than 0")
+    return value
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in choices:
@@ -173,6 +180,14 @@ SETTINGS: tuple[Setting, ...] = (
         _non_negative_float,
     ),
     Setting(
+        "keepalive_timeout_s",
+        "15",
+        "How long an idle connection stays open for a next request (or its first one) before hookd"
+        " closes it: each holds a file descriptor. Behind a reverse proxy that keeps connections to"
+        " hookd open, set it longer than the proxy's own idle timeout.",
+        _positive_float,
+    ),
+    Setting(
         "max_pending",
         "100000",
         "Most tasks waiting to run (PENDING or RETRY); past it, webhooks get 429 with Retry-After.",
@@ -277,6 +292,7 @@ class Settings:
     public_url: str
     max_body_bytes: int
     body_timeout_s: float
+    keepalive_timeout_s: float
     max_pending: int
     rate_limit: RateLimit | None
     result_ttl_days: float
