@@ -101,20 +101,21 @@ def _any_spelling(text: str, *, ignore_case: bool = False) -> str:
 # nothing inside it ends it early: a quote or a control byte in the middle of a token is
 # still the token.
 _BODY = r"(?P<body>(?!<redacted>)\S+?)"  # a second pass leaves the first one's work alone
-_END = r"""(?P<end>['")\],.]*)(?=\s|$)"""
+_CLOSING = r"""['")\]},.]*"""
+_END = f"(?P<end>{_CLOSING})" + r"(?=\s|$)"
 
 # A webhook's path holds its token, and its query string is a GET's payload (which may
 # carry the sender's keys): whatever follows the prefix, however the prefix is spelled.
 _WEBHOOK_TAIL = re.compile(
     f"(?P<prefix>{_any_spelling(WEBHOOK_PREFIX, ignore_case=True)})"
-    r"(?P<body>(?!<token>(?:\?<redacted>)?['\")\],.]*(?:\s|$))\S*?)" + _END,
+    r"(?P<body>(?!<token>(?:\?<redacted>)?" + _CLOSING + r"(?:\s|$))\S*?)" + _END,
     re.I,
 )
 # A query parameter named like a credential (?key=, ?api_key=, ?authorization=, ?token=…),
 # on any route: a client that puts the admin key in the URL must not get it into the log.
 _CREDENTIAL_PARAM = re.compile(
     r"(?P<name>[?&;][\w.%-]*?(?:key|token|secret|passw(?:or)?d|auth|signature|sig|session|credential)"
-    r"[\w.%-]*=)(?P<body>(?!<redacted>)[^&;\s]+?)(?P<end>['\")\],.]*)(?=[&;\s]|$)",
+    r"[\w.%-]*=)(?P<body>(?!<redacted>)[^&;\s]+?)(?P<end>" + _CLOSING + r")(?=[&;\s]|$)",
     re.I,
 )
 # A credential header, as a header line (Authorization: Bearer …) or a dict's repr.

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from logs import TEXT_FORMAT, JsonFormatter, Redactor, keep_out_of_logs
+from logs import TEXT_FORMAT, JsonFormatter, Redactor, keep_out_of_logs, redact
 from tests.conftest import ADMIN_KEY, Hookd
 from tests.fake_llm import FakeLLM
 from tests.processes import HookdProcesses
@@ -282,3 +282,38 @@ async def test_tracebacks_that_quote_a_raw_request_are_redacted(
             assert "Traceback" in line and exception in line, line
             for secret in spellings(token, ADMIN_KEY):
                 assert secret not in line, (secret, line)
+
+
+TOKEN = "Xb3dVv0Zq1FvHk2m9Q7cJbW8sLr4tNy6uPa5eKg0iO1"
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        (f"/api/webhooks/agents/{TOKEN}", "/api/webhooks/agents/<token>"),
+        (f"/API/%57ebhooks%2Fagents/{TOKEN}?q=1", "/API/%57ebhooks%2Fagents/<token>?<redacted>"),
+        (
+            f"b'GET /api/webhooks/agents/{TOKEN[:9]}\\x01{TOKEN[9:]} HTTP/1.1'",
+            "b'GET /api/webhooks/agents/<token> HTTP/1.1'",
+        ),
+        (f"/api/webhooks/agents/<token>{TOKEN}", "/api/webhooks/agents/<token>"),
+        (
+            "/api/webhooks/agents/<token>?<redacted>",
+            "/api/webhooks/agents/<token>?<redacted>",
+        ),  # twice: the same
+        (
+            f"GET /api/agents?limit=5&api_key={TOKEN} HTTP/1.1",
+            "GET /api/agents?limit=5&api_key=<redacted> HTTP/1.1",
+        ),
+        (f"{{'Authorization': 'Bearer {TOKEN}'}}", "{'Authorization': 'Bearer <redacted>'}"),
+        (f"x={percent_encoded(ADMIN_KEY)[:30]}{ADMIN_KEY[10:]}", "x=<redacted>"),
+        (
+            "task 0197 STARTED agent='basic triage' attempt=1",
+            "task 0197 STARTED agent='basic triage' attempt=1",
+        ),
+        ("GET /api/task_status?task_id=0197 HTTP/1.1", "GET /api/task_status?task_id=0197 HTTP/1.1"),
+    ],
+)
+def test_redact_finds_credentials_however_they_are_spelled(text: str, redacted: str) -> None:
+    keep_out_of_logs(ADMIN_KEY)
+    assert redact(text) == redacted
