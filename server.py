@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import secrets
 import sys
 from collections.abc import AsyncIterator
@@ -38,7 +39,7 @@ from api.app_keys import (
 from api.edge import AccessLogger
 from api.metrics import Metrics
 from api.rate_limit import RateLimiter
-from logs import configure_logging
+from logs import configure_logging, keep_out_of_logs, open_files_limit
 from settings import Settings
 from tasks import serve_lock
 from tasks.callbacks import CallbackSender
@@ -96,6 +97,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         try:
             app[store_key] = store
             app[admin_key_key] = load_admin_key(settings)
+            keep_out_of_logs(app[admin_key_key])  # a generated one is known only now
             app[rate_limiter_key] = RateLimiter(store, settings.rate_limit)
             yield
         finally:
@@ -185,8 +187,11 @@ async def callbacks_ctx(app: web.Application) -> AsyncIterator[None]:
             await loop
 
 
-# How the app is served, shared by `serve` and the tests: the access log never shows a token.
-RUNNER_KWARGS: dict[str, Any] = {"access_log_class": AccessLogger}
+def runner_kwargs(settings: Settings) -> dict[str, Any]:
+    """How the app is served, shared by `serve` and the tests: the access log never shows a
+    token, and an idle connection is closed after HOOKD_KEEPALIVE_TIMEOUT_S (aiohttp's
+    run_app keeps one 75 s, and each holds a file descriptor)."""
+    return {"access_log_class": AccessLogger, "keepalive_timeout": settings.keepalive_timeout_s}
 
 
 async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -215,9 +220,24 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
+def raise_open_files_limit() -> None:
+    """Raise the soft limit on open files to the hard one, as far as allowed.
+
+    Every connection, and each database file and model call, holds a file descriptor. The
+    soft limit is often 1,024 (systemd's default), which a burst of idle connections uses up;
+    the hard limit (systemd: 524,288) is what the system allows. Go's runtime does the same.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and hard != resource.RLIM_INFINITY:
+        with contextlib.suppress(ValueError, OSError):  # e.g. a sandbox that refuses it
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raised = resource.getrlimit(resource.RLIMIT_NOFILE)[0] != soft
+    log.info("open files: at most %s%s", open_files_limit(), f", raised from {soft}" if raised else "")
+
+
 def serve(settings: Settings) -> None:
     """Run hookd until SIGTERM or SIGINT, then shut down gracefully."""
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     log.info(
         "hookd on http://%s:%d, database %s, %d workers",
         settings.host,
@@ -225,6 +245,7 @@ def serve(settings: Settings) -> None:
         Path(settings.db).resolve(),
         settings.workers,
     )
+    raise_open_files_limit()
     web.run_app(
         create_app(settings),
         host=settings.host,
@@ -235,7 +256,7 @@ def serve(settings: Settings) -> None:
         # A burst of webhooks opens many connections at once; aiohttp's default of 128
         # pending connections drops the rest, and their clients retry only a second later.
         backlog=LISTEN_BACKLOG,
-        **RUNNER_KWARGS,
+        **runner_kwargs(settings),
     )
 
 

@@ -42,6 +42,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # also rejects NaN
+        raise ValueError("must be more than 0")
+    return value
+
+
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in choices:
@@ -188,6 +195,14 @@ SETTINGS: tuple[Setting, ...] = (
         _non_negative_float,
     ),
     Setting(
+        "keepalive_timeout_s",
+        "15",
+        "How long an idle connection stays open for a next request (or its first one) before hookd"
+        " closes it: each holds a file descriptor. Behind a reverse proxy that keeps connections to"
+        " hookd open, set it longer than the proxy's own idle timeout.",
+        _positive_float,
+    ),
+    Setting(
         "max_pending",
         "100000",
         "Most tasks waiting to run (PENDING or RETRY); past it, webhooks get 429 with Retry-After.",
@@ -294,6 +309,7 @@ class Settings:
     max_prompt_bytes: int
     max_result_bytes: int
     body_timeout_s: float
+    keepalive_timeout_s: float
     max_pending: int
     rate_limit: RateLimit | None
     result_ttl_days: float
@@ -311,6 +327,10 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+    def secret_values(self) -> list[str]:
+        """The secret settings' values that are set: what no log line may show."""
+        return [value for s in SETTINGS if s.secret and (value := getattr(self, s.name))]
 
     def __repr__(self) -> str:  # keys must never reach a log line or a traceback
         shown = {

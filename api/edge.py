@@ -26,19 +26,16 @@ from aiohttp.http_exceptions import HttpProcessingError
 from api.app_keys import admin_key_key, metrics_key, settings_key
 from api.metrics import UNMATCHED_ROUTE
 from errors import HookdError, InvalidInput, PayloadTooLarge, RequestTimeout, TooManyRequests, Unauthorized
-from logs import fields
+from logs import fields, redact
 from tasks.json_text import MAX_JSON_DEPTH, nested_deeper_than
 
 log = logging.getLogger("hookd.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# The webhook token is a credential: whatever follows this prefix never reaches a log.
-_TOKEN_IN_PATH = re.compile(r"(/api/webhooks/agents/)[^?#]*", re.IGNORECASE)
-
-
-def redact(path: str) -> str:
-    return _TOKEN_IN_PATH.sub(r"\1<token>", path)
+# nginx's "client closed request": a client that left before its answer (halfway through its
+# body, say) is logged and counted with this 4xx, not as hookd's 5xx. Nobody receives it.
+CLIENT_CLOSED_REQUEST = 499
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -78,13 +75,28 @@ def edged(handler: Handler, route: str, method: str | None = None) -> Handler:
             response = error_response(exc.status, _http_error_message(request, exc), headers)
         except HookdError as exc:
             response = _domain_error_response(exc)
-        except Exception:
-            log.exception("unexpected error handling %s %s", request.method, redact(request.path))
-            response = error_response(500, "hookd hit an unexpected error; the details are in its log.")
+            if request.content.exception() is not None:
+                _end_broken_body(request, response)
+        except Exception as exc:
+            if isinstance(exc, ConnectionError) and request.transport is None:  # the client left
+                response = error_response(CLIENT_CLOSED_REQUEST, "The client closed the connection first.")
+            else:
+                log.exception("unexpected error handling %s %s", request.method, redact(request.raw_path))
+                response = error_response(500, "hookd hit an unexpected error; the details are in its log.")
         _observe(request, route, method, response.status, started)
         return response
 
     return at_the_edge
+
+
+def _end_broken_body(request: web.Request, response: web.StreamResponse) -> None:
+    """After a body that could not be read (bytes its Content-Encoding does not decode), the
+    connection cannot carry another request: aiohttp's parser stopped there, and would never
+    answer the next one. Close it after this answer; and mark the body as read, because
+    aiohttp reads out an unread body before it closes and would raise the body's error again
+    there, logging it as an "Unhandled exception"."""
+    response.force_close()
+    request.content.feed_eof()
 
 
 async def unrouted(request: web.Request) -> web.StreamResponse:
@@ -327,19 +339,18 @@ async def _parse_off_loop(raw: bytes) -> dict[str, Any]:
 
 
 class AccessLogger(AbstractAccessLogger):
-    """aiohttp's access log without credentials: a webhook's token and query string are replaced."""
+    """aiohttp's access log without credentials: a webhook's token and query string, and
+    query parameters named like keys, are replaced."""
 
     @property
     def enabled(self) -> bool:  # spares the formatting when INFO is off
         return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        # The decoded path: aiohttp routes on it, so a percent-encoded token is redacted too.
-        path = redact(request.path)
-        if request.query_string:
-            # A webhook's query string is a GET's payload, which may carry a sender's keys.
-            webhook = _TOKEN_IN_PATH.search(request.path) is not None
-            path += "?<redacted>" if webhook else f"?{request.query_string}"
+        # The path and query as sent: one word (the decoded path may hold spaces and newlines),
+        # with a token however it is percent-encoded. A webhook's query string is a GET's
+        # payload, which may carry a sender's keys: redact() drops it.
+        path = redact(request.raw_path)
         self.logger.info(
             '%s "%s %s HTTP/%d.%d" %d %d %.1fms',
             request.remote,

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from server import RUNNER_KWARGS, create_app
+from server import create_app, runner_kwargs
 from settings import Settings, load_settings
 from tests.fake_llm import FakeLLM
 
@@ -125,7 +125,7 @@ def make_hookd(
         settings = make_settings(**changes)
         # Started here because TestServer passes runner options only through start_server().
         server = TestServer(create_app(settings))
-        await server.start_server(**RUNNER_KWARGS)
+        await server.start_server(**runner_kwargs(settings))
         client = await aiohttp_client(server)
         return Hookd(client, settings)
 

@@ -8,6 +8,7 @@ test ends.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 
@@ -32,6 +34,11 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def limit_open_files(limits: tuple[int, int]) -> None:
+    """In the child, before it runs hookd."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, limits)
 
 
 def clean_environ(**settings: str) -> dict[str, str]:
@@ -113,13 +120,16 @@ class HookdProcesses:
         workers: int = 8,
         command: Sequence[str] = (sys.executable, "server.py"),
         cwd: Path = REPO_ROOT,
+        open_files: tuple[int, int] | None = None,
         **settings: str,
     ) -> HookdProcess:
         """Start `python server.py` (or `command`, run in `cwd`, e.g. a built hookd's `serve`)
         and return once it answers /api/health.
 
-        `settings` override the HOOKD_* environment by setting name. Blocking: from a test's
-        event loop, call it through `asyncio.to_thread` so loop-served fakes keep answering.
+        `settings` override the HOOKD_* environment by setting name; `open_files` is the
+        (soft, hard) RLIMIT_NOFILE it starts with, as systemd's LimitNOFILE= would set it.
+        Blocking: from a test's event loop, call it through `asyncio.to_thread` so
+        loop-served fakes keep answering.
         """
         db = self._tmp_path / "hookd.db" if db is None else db
         port = free_port() if port is None else port
@@ -133,6 +143,7 @@ class HookdProcesses:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=None if open_files is None else partial(limit_open_files, open_files),
             )
         process = HookdProcess(popen, port, db, log_path)
         self._started.append(process)

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,6 +51,44 @@ async def wait_until(condition: Callable[[], bool], what: str, timeout_s: float 
         return condition()
 
     await poll(check, bool, what, timeout_s)
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+    closed: bool  # the server closed the connection after it
+
+
+async def read_response(reader: asyncio.StreamReader, timeout_s: float = 5.0) -> RawResponse:
+    """One HTTP/1.1 response with a Content-Length (all of hookd's and aiohttp's have one),
+    and whether the server then closed the connection within `timeout_s`."""
+    async with asyncio.timeout(timeout_s):
+        head = await reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+    try:
+        async with asyncio.timeout(timeout_s):
+            closed = await reader.read(1) == b""
+    except TimeoutError:
+        closed = False
+    return RawResponse(int(status_line.split()[1]), headers, body, closed)
+
+
+async def send_raw(port: int, data: bytes, timeout_s: float = 5.0) -> RawResponse:
+    """Send `data` as it is (malformed requests too) on a new loopback connection; the answer.
+    It waits for the server to close the connection: send `Connection: close` with a good request."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await read_response(reader, timeout_s)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
 
 
 class Api:

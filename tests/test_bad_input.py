@@ -90,13 +90,6 @@ MULTIPART = "multipart/form-data; boundary=b0undary"
             {"Content-Type": JSON, "Content-Encoding": "gzip"},
             400,
             id="content-encoding-garbage",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="aiohttp drops the connection when a body does not decode as its"
-                " Content-Encoding says (ContentEncodingError while the protocol drains the body),"
-                " so the client sees a disconnect, not the 400; nothing is stored and the server"
-                " stays up",
-            ),
         ),
         pytest.param(
             multipart(b'Content-Disposition: form-data; name="f"; filename="a.txt"\r\n\r\nhi'),

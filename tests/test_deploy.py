@@ -31,9 +31,12 @@ def test_the_systemd_unit_verifies() -> None:
     assert [line for line in result.stderr.splitlines() if "hookd.service" in line] == []
 
     lines = UNIT.read_text().splitlines()
-    assert {"User=hookd", "StateDirectory=hookd", "Environment=HOOKD_DB=/var/lib/hookd/hookd.db"} <= set(
-        lines
-    )
+    assert {
+        "User=hookd",
+        "StateDirectory=hookd",
+        "Environment=HOOKD_DB=/var/lib/hookd/hookd.db",
+        "LimitNOFILE=65536",
+    } <= set(lines)
 
 
 def healthcheck_argv() -> list[str]:

@@ -2,7 +2,8 @@
 token or a key in any line.
 
 The line shapes are checked in-process (caplog); the whole output of a real `python
-server.py` — every line, access log included — in both formats, in a subprocess.
+server.py` — every line, access log included — in both formats, in a subprocess, also
+after requests so malformed that aiohttp quotes their raw bytes in its tracebacks.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from logs import JsonFormatter
+from logs import TEXT_FORMAT, JsonFormatter, Redactor, keep_out_of_logs, redact
 from tests.conftest import ADMIN_KEY, Hookd
 from tests.fake_llm import FakeLLM
 from tests.processes import HookdProcesses
-from tests.remote import Api, poll
+from tests.remote import Api, poll, send_raw
 
 TRANSITIONS = "hookd.tasks"
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -183,3 +184,136 @@ async def test_json_lines_carry_the_transitions_and_the_access_log(
     assert any(line["path"].startswith("/api/task_status?task_id=") for line in access)  # only webhooks'
     assert any(line["path"] == "/metrics" and line["status"] == 200 for line in access)
     assert all(line["duration_ms"] >= 0 for line in access)
+
+
+# -- credentials in requests too broken for hookd to see them --------------------------------
+
+METRICS_KEY = "mk-the-metrics-key-0123456789"
+LLM_KEY = "sk-the-model-api-key-0123456789"
+
+
+def percent_encoded(text: str, upper: bool = True) -> str:
+    """Every character percent-encoded, as a client may send any of them."""
+    return "".join(f"%{byte:02X}" if upper else f"%{byte:02x}" for byte in text.encode())
+
+
+def spellings(*secrets: str) -> list[str]:
+    return [form for s in secrets for form in (s, percent_encoded(s), percent_encoded(s, upper=False))]
+
+
+def credential_requests(token: str) -> list[bytes]:
+    """Requests that carry a token or a key where hookd's own checks never look at it: each
+    is refused by aiohttp's parser (with the C parser), or by hookd (401, or a wrong route)."""
+    host = b"Host: hookd\r\n"
+    close = b"Connection: close\r\n\r\n"
+    hook = f"/api/webhooks/agents/{token}".encode()
+    mixed = f"/api/%77ebhooks/agents/%{ord(token[0]):02X}{token[1:]}".encode()
+    return [
+        b"GET " + hook + b" HTTP/9.9\r\n" + host + close,  # a bad HTTP version
+        b"GET " + mixed + b" HTTP/9.9\r\n" + host + close,  # the same, percent-encoded
+        b"GET " + hook[:30] + b"\x01" + hook[30:] + b" HTTP/1.1\r\n" + host + close,  # a control byte
+        b"GET " + hook + b"?question=" + b"a" * 9000 + b" HTTP/1.1\r\n" + host + close,  # over 8,190 bytes
+        b"GET /api/agents HTTP/1.1\r\n"
+        + host
+        + f"Authorization: Bearer {ADMIN_KEY}\x01\r\n".encode()
+        + close,
+        b"GET /api/agents HTTP/1.1\r\n"
+        + host
+        + b"Authorization: Bearer \xff"
+        + ADMIN_KEY.encode()
+        + b"\r\n"
+        + close,
+        f"GET /api/agents?key={ADMIN_KEY} HTTP/1.1\r\n".encode() + host + close,
+        f"GET /api/agents?authorization={percent_encoded(ADMIN_KEY)}&limit=1 HTTP/1.1\r\n".encode()
+        + host
+        + close,
+        f"GET /metrics?x={percent_encoded(METRICS_KEY, upper=False)} HTTP/1.1\r\n".encode() + host + close,
+        f"GET /api/health?{LLM_KEY} HTTP/1.1\r\n".encode() + host + close,
+        f"GET /api/agents?k={ADMIN_KEY[:5]}%{ord(ADMIN_KEY[5]):02x}{ADMIN_KEY[6:]} HTTP/9.9\r\n".encode()
+        + host
+        + close,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("log_format", "parser"), [("text", "c"), ("json", "c"), ("text", "python"), ("json", "python")]
+)
+async def test_no_token_or_key_in_any_line_after_malformed_requests(
+    tmp_path: Path, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch, log_format: str, parser: str
+) -> None:
+    if parser == "python":  # aiohttp's pure-Python parser words its errors otherwise
+        monkeypatch.setenv("AIOHTTP_NO_EXTENSIONS", "1")
+    keys = {"metrics_key": METRICS_KEY, "llm_api_key": LLM_KEY}
+    with HookdProcesses(tmp_path, llm_provider="echo", log_format=log_format, **keys) as processes:
+        process = await asyncio.to_thread(processes.start)
+        token = (await Api(http, process).create_agent())["webhook_url"].rsplit("/", 1)[1]
+        for request in credential_requests(token):
+            answer = await send_raw(process.port, request)
+            assert answer.status in (200, 400, 401, 404), (request[:80], answer)
+        process.terminate()
+        assert await asyncio.to_thread(process.wait_exit, 30) == 0
+    log = process.log()
+    for secret in spellings(token, ADMIN_KEY, METRICS_KEY, LLM_KEY):
+        assert secret not in log, secret
+    assert "Traceback" not in log
+    assert "?key=<redacted>" in log and "?authorization=<redacted>&limit=1" in log
+    if log_format == "json":
+        assert all(json.loads(line) for line in log.splitlines())
+
+
+async def test_tracebacks_that_quote_a_raw_request_are_redacted(
+    hookd: Hookd, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp's own tracebacks, as logged in-process (without configure_logging's shortening),
+    through the Redactor and each format: the exception is still there, the credentials not."""
+    caplog.set_level(logging.DEBUG)
+    keep_out_of_logs(ADMIN_KEY)
+    token = (await hookd.create_agent())["webhook_path"].rsplit("/", 1)[1]
+    assert hookd.client.port is not None
+    for request in credential_requests(token):
+        await send_raw(hookd.client.port, request)
+    records = [r for r in caplog.records if r.name == "aiohttp.server" and r.exc_info]
+    assert len(records) >= 5, [r.getMessage() for r in caplog.records]
+    for record in records:
+        exception = type(record.exc_info[1]).__name__ if record.exc_info else ""
+        assert Redactor().filter(record)
+        for formatter in (logging.Formatter(TEXT_FORMAT), JsonFormatter()):
+            line = formatter.format(record)
+            assert "Traceback" in line and exception in line, line
+            for secret in spellings(token, ADMIN_KEY):
+                assert secret not in line, (secret, line)
+
+
+TOKEN = "Xb3dVv0Zq1FvHk2m9Q7cJbW8sLr4tNy6uPa5eKg0iO1"
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        (f"/api/webhooks/agents/{TOKEN}", "/api/webhooks/agents/<token>"),
+        (f"/API/%57ebhooks%2Fagents/{TOKEN}?q=1", "/API/%57ebhooks%2Fagents/<token>?<redacted>"),
+        (
+            f"b'GET /api/webhooks/agents/{TOKEN[:9]}\\x01{TOKEN[9:]} HTTP/1.1'",
+            "b'GET /api/webhooks/agents/<token> HTTP/1.1'",
+        ),
+        (f"/api/webhooks/agents/<token>{TOKEN}", "/api/webhooks/agents/<token>"),
+        (
+            "/api/webhooks/agents/<token>?<redacted>",
+            "/api/webhooks/agents/<token>?<redacted>",
+        ),  # twice: the same
+        (
+            f"GET /api/agents?limit=5&api_key={TOKEN} HTTP/1.1",
+            "GET /api/agents?limit=5&api_key=<redacted> HTTP/1.1",
+        ),
+        (f"{{'Authorization': 'Bearer {TOKEN}'}}", "{'Authorization': 'Bearer <redacted>'}"),
+        (f"x={percent_encoded(ADMIN_KEY)[:30]}{ADMIN_KEY[10:]}", "x=<redacted>"),
+        (
+            "task 0197 STARTED agent='basic triage' attempt=1",
+            "task 0197 STARTED agent='basic triage' attempt=1",
+        ),
+        ("GET /api/task_status?task_id=0197 HTTP/1.1", "GET /api/task_status?task_id=0197 HTTP/1.1"),
+    ],
+)
+def test_redact_finds_credentials_however_they_are_spelled(text: str, redacted: str) -> None:
+    keep_out_of_logs(ADMIN_KEY)
+    assert redact(text) == redacted

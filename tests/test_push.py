@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from api.app_keys import task_watch_key
-from server import RUNNER_KWARGS, create_app
+from server import create_app, runner_kwargs
 from settings import Settings
 from tests.conftest import ADMIN_KEY, Hookd
 from tests.remote import wait_until
@@ -237,8 +237,9 @@ class Served:
 async def served(make_settings: Callable[..., Settings]) -> AsyncIterator[Served]:
     """hookd on a runner made as `web.run_app` makes it: unlike aiohttp's TestServer, it does not
     cancel a handler whose client left, so hookd must notice by itself."""
-    app = create_app(make_settings())
-    runner = web.AppRunner(app, **RUNNER_KWARGS)
+    settings = make_settings()
+    app = create_app(settings)
+    runner = web.AppRunner(app, **runner_kwargs(settings))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     host, port = runner.addresses[0][:2]

@@ -46,6 +46,7 @@ def test_flags_override_env_override_defaults() -> None:
         ({"HOOKD_LLM_PROVIDER": "gemini"}, "must be one of openai, anthropic, echo"),
         ({"HOOKD_PUBLIC_URL": "hooks.example.org"}, "http:// or https://"),
         ({"HOOKD_SHUTDOWN_GRACE_S": "nan"}, "must be 0 or more"),
+        ({"HOOKD_KEEPALIVE_TIMEOUT_S": "0"}, "HOOKD_KEEPALIVE_TIMEOUT_S = '0': must be more than 0"),
         ({"HOOKD_ADMIN_KEY": "short"}, "at least 16 characters"),
         ({"HOOKD_METRICS_KEY": "short"}, "HOOKD_METRICS_KEY = (hidden): must be at least 16 characters"),
     ],
