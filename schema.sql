@@ -64,6 +64,9 @@ CREATE TABLE tasks (
     created_at    REAL NOT NULL,
     started_at    REAL,
     finished_at   REAL,
+    -- What a list of tasks shows of a result over 2 KiB (tasks/store.py list_preview); NULL
+    -- for a smaller one, which a list shows whole.
+    result_preview TEXT CHECK (result_preview IS NULL OR json_valid(result_preview)),
     CHECK ((status IN ('SUCCESS', 'FAILURE')) = (result IS NOT NULL))
 );
 

@@ -29,6 +29,7 @@ PIECE_CHARS = 400  # pieces are packed into chunks; a chunk ends between 800 and
 SECTION_BREAK_CHARS = 400  # a heading ends the chunk unless it is shorter than this
 OVERLAP_CHARS = 150
 MAX_QUERY_TERMS = 20
+SEARCH_SCAN_CHARS = 16_384  # how much of a user message its search terms are taken from
 
 _EXTENSIONS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown",
                ".html": "html", ".htm": "html", ".xhtml": "html"}  # fmt: skip
@@ -354,7 +355,9 @@ async def find_passages(agent_id: str, top_k: int, user: str, search: Search | N
     """The agent's best chunks for the user message; None when it has no knowledge to search."""
     if search is None or top_k == 0:
         return None
-    return await search(agent_id, search_terms(user), top_k)
+    # The terms come from the message's start: a message up to HOOKD_MAX_PROMPT_BYTES of stop
+    # words would otherwise be scanned whole, on the event loop, for at most 20 terms.
+    return await search(agent_id, search_terms(user[:SEARCH_SCAN_CHARS]), top_k)
 
 
 # A source tag in a chunk's text would end its block early (what follows would read as the

@@ -28,9 +28,12 @@ class Budget:
     prompt already holds). Indentation grows a nested payload by about its depth, so every
     piece is charged as it is made and the rendering stops once it would overrun."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, *, may_compact: bool = True) -> None:
         self.max_bytes = max_bytes
         self.left_bytes = max_bytes
+        # False for a first try under a smaller budget than the real one: what does not fit
+        # indented then fails, to be tried again under the real budget, not sent compact.
+        self.may_compact = may_compact
 
     @property
     def spent_bytes(self) -> int:
@@ -48,10 +51,12 @@ def to_json_text(value: Any, budget: Budget) -> str:
     """JSON as a person (or a model) reads it: UTF-8, not \\u-escaped, indented; compact
     (one line, far smaller when deeply nested) when the indented form would not fit `budget`."""
     chunks: list[str] = []
-    chars = 0
+    size = 0
     for chunk in _INDENTED.iterencode(value):
-        chars += len(chunk)
-        if chars > budget.left_bytes:
+        size += len(chunk) if chunk.isascii() else len(chunk.encode("utf-8", "surrogatepass"))
+        if size > budget.left_bytes:
+            if not budget.may_compact:
+                raise PromptTooLarge()
             return budget.charge(_COMPACT.encode(value))
         chunks.append(chunk)
     return budget.charge("".join(chunks))

@@ -4,6 +4,7 @@ tool calls run between them — until a final answer (in the agent's json_schema
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
@@ -96,9 +97,10 @@ def _add_usage(total: dict[str, Any], usage: dict[str, Any]) -> None:
             total[key] = value
 
 
-# A payload this small renders faster than the hop to a thread and back; a larger one renders
-# off the event loop, which then keeps answering while the rendering runs.
-INLINE_RENDER_BYTES = 16_384
+# A user message up to this size renders on the event loop (in about a millisecond, less than the
+# hop to a thread and back); one that grows past it is rendered again in a thread, where the
+# indented encoder (Python code) gives the event loop its turn every few milliseconds.
+INLINE_RENDER_BYTES = 32_768
 
 
 def _prompt_too_large(max_prompt_bytes: int, what: str) -> ModelError:
@@ -111,15 +113,32 @@ def _prompt_too_large(max_prompt_bytes: int, what: str) -> ModelError:
     )
 
 
-def render_user(agent: Agent, payload_json: str, max_prompt_bytes: int) -> tuple[str, int]:
-    """The user message and its size in bytes, within what the agent's prompt leaves of
-    HOOKD_MAX_PROMPT_BYTES; ModelError prompt_too_large past it."""
-    budget = Budget(max_prompt_bytes - len(agent.prompt.encode("utf-8", "surrogatepass")))
+def render_user(agent: Agent, payload_json: str, max_bytes: int, *, final: bool = True) -> tuple[str, int]:
+    """The user message and its size in bytes, if it fits in `max_bytes`; PromptTooLarge if not.
+    Not `final`: a first try, in which a payload too large indented fails instead of going compact."""
+    budget = Budget(max_bytes, may_compact=final)
+    return user_message(json.loads(payload_json), agent.input_template, budget), budget.spent_bytes
+
+
+async def render_user_bounded(agent: Agent, payload_json: str, max_prompt_bytes: int) -> tuple[str, int]:
+    """The user message within what the agent's prompt leaves of HOOKD_MAX_PROMPT_BYTES, and its
+    size in bytes; ModelError prompt_too_large past it."""
+    prompt_bytes = len(agent.prompt.encode("utf-8", "surrogatepass"))
+    if prompt_bytes > max_prompt_bytes:
+        raise ModelError(
+            "prompt_too_large",
+            f"The agent's prompt alone is {prompt_bytes} bytes, over the limit of {max_prompt_bytes}"
+            " (HOOKD_MAX_PROMPT_BYTES); shorten it, or raise the limit.",
+            transient=False,
+        )
+    max_bytes = max_prompt_bytes - prompt_bytes
     try:
-        user = user_message(json.loads(payload_json), agent.input_template, budget)
+        if len(payload_json) <= INLINE_RENDER_BYTES:
+            with contextlib.suppress(PromptTooLarge):  # too large for the loop, maybe not for the limit
+                return render_user(agent, payload_json, min(max_bytes, INLINE_RENDER_BYTES), final=False)
+        return await asyncio.to_thread(render_user, agent, payload_json, max_bytes)
     except PromptTooLarge:
         raise _prompt_too_large(max_prompt_bytes, "the agent's prompt and the rendered payload") from None
-    return user, budget.spent_bytes
 
 
 def new_chat(
@@ -144,10 +163,7 @@ async def run_agent(
     `mcp_commands` is HOOKD_MCP_COMMANDS, the programs its MCP servers may start;
     `max_prompt_bytes` is HOOKD_MAX_PROMPT_BYTES, what the system and user messages may hold."""
     config = resolve_model(agent, defaults)
-    if len(run.payload_json) <= INLINE_RENDER_BYTES:
-        user, user_bytes = render_user(agent, run.payload_json, max_prompt_bytes)
-    else:
-        user, user_bytes = await asyncio.to_thread(render_user, agent, run.payload_json, max_prompt_bytes)
+    user, user_bytes = await render_user_bounded(agent, run.payload_json, max_prompt_bytes)
     passages = await find_passages(agent.id, agent.knowledge_top_k, user, search if run.has_sources else None)
     system = with_sources(agent.prompt, passages)
     if passages and len(system.encode("utf-8", "surrogatepass")) + user_bytes > max_prompt_bytes:

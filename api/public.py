@@ -15,11 +15,12 @@ from aiohttp import web
 
 from agents.tokens import WEBHOOK_PATH, looks_like_token, token_sha256
 from api.app_keys import pool_key, rate_limiter_key, store_key, task_watch_key
-from api.edge import dump_payload, read_webhook_payload
+from api.edge import read_webhook_payload
 from api.ingress import REPLAYED_HEADERS, check_ingress
 from errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from tasks.ids import is_uuid
 from tasks.json_text import json_text
+from tasks.pool import WorkerPool
 from tasks.store import Enqueued, Task
 from tasks.watch import follow, is_final, wait_for_final
 
@@ -47,24 +48,22 @@ async def trigger_webhook(request: web.Request) -> web.Response:
     token = request.match_info["token"]
     token_hash = token_sha256(token) if looks_like_token(token) else None
     pool = request.app[pool_key]
-    # The place is held from this check to the commit, so concurrent webhooks cannot all pass it.
-    if not pool.reserve():
-        raise TooManyRequests(
-            f"hookd has {pool.max_pending} tasks waiting, its limit (HOOKD_MAX_PENDING); nothing was"
-            " stored. Send it again later.",
-            retry_after_s=QUEUE_FULL_RETRY_AFTER_S,
-        )
-    try:
-        enqueued = await _enqueue(request, token_hash)
-        if not enqueued.replayed:
-            pool.accepted(enqueued.task_id)
-    finally:
-        pool.release()
+    if pool.queue_full():  # before any work: a flood past the limit costs next to nothing
+        raise _queue_full(pool)
+    enqueued = await _enqueue(request, token_hash)
     task_id = enqueued.task_id
     headers = dict(REPLAYED_HEADERS) if enqueued.replayed else {}
     if wait_s is not None:
         return await _accepted_after_wait(request, task_id, wait_s, headers)
     return web.json_response({"success": True, "task_id": task_id}, headers=headers)
+
+
+def _queue_full(pool: WorkerPool) -> TooManyRequests:
+    return TooManyRequests(
+        f"hookd's queue is full: {pool.max_pending} tasks are waiting or being accepted, its limit"
+        " (HOOKD_MAX_PENDING); nothing was stored. Send it again later.",
+        retry_after_s=QUEUE_FULL_RETRY_AFTER_S,
+    )
 
 
 async def _enqueue(request: web.Request, token_hash: bytes | None) -> Enqueued:
@@ -78,8 +77,19 @@ async def _enqueue(request: web.Request, token_hash: bytes | None) -> Enqueued:
     ingress = await check_ingress(request, lookup)  # signature and idempotency key, before parsing
     if lookup.signature is not None:
         limiter.take(lookup)  # only once verified: junk must not use up the signed sender's limit
-    payload_json = dump_payload(await read_webhook_payload(request))
-    enqueued = await ingress.enqueue(request.app[store_key], token_hash, payload_json)
+    payload_json = await read_webhook_payload(request)
+    # A place in the queue is held from here to the commit (not while the body arrives, which
+    # a slow sender could drag out), so that concurrent webhooks cannot all pass the limit.
+    pool = request.app[pool_key]
+    if not pool.reserve():
+        limiter.give_back(lookup)
+        raise _queue_full(pool)
+    try:
+        enqueued = await ingress.enqueue(request.app[store_key], token_hash, payload_json)
+        if enqueued is not None and not enqueued.replayed:
+            pool.accepted(enqueued.task_id)
+    finally:
+        pool.release()
     if enqueued is None:
         await _refuse_unless_active(request, token_hash)
         # The agent was paused and resumed, its token rotated or its secret changed, in between.

@@ -9,6 +9,9 @@ from typing import Any
 # senders nest fewer than 20 levels (GitHub's deepest payloads about 8); deeper JSON is refused,
 # which keeps every later stage — rendering, storing, serving — clear of deep recursion.
 MAX_JSON_DEPTH = 32
+# A result nested deeper than this (a model's structured answer, its tools' arguments) is not
+# stored: every read would have to parse and serve it.
+MAX_RESULT_DEPTH = 2 * MAX_JSON_DEPTH
 
 
 def nested_deeper_than(value: Any, max_depth: int) -> bool:

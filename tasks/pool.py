@@ -23,7 +23,7 @@ from agents.providers import ModelError
 from agents.run import RunContext
 from errors import StorageUnavailable
 from tasks.events import TaskEvent, TaskEvents
-from tasks.json_text import MAX_JSON_DEPTH, json_text, nested_deeper_than
+from tasks.json_text import MAX_RESULT_DEPTH, json_text, nested_deeper_than
 from tasks.store import Claim, Store, Task
 
 log = logging.getLogger("hookd.pool")
@@ -33,9 +33,7 @@ MAX_BACKOFF_S = 300.0
 QUEUE_RECOUNT_S = 1.0
 FINAL_WRITE_RETRY_S = 0.1
 MAX_FINAL_WRITE_RETRY_S = 5.0
-# A result nested deeper than this (a model's structured answer, its tools' arguments) is not
-# stored: every later read would have to parse and serve it.
-MAX_RESULT_DEPTH = 2 * MAX_JSON_DEPTH
+INLINE_DEPTH_CHECK_BYTES = 65_536
 
 
 def backoff_s(attempt: int, base_s: float) -> float:
@@ -108,11 +106,14 @@ class WorkerPool:
         self._wakeup.set()
         self.events.publish(TaskEvent(task_id, None, "PENDING", 0))
 
+    def queue_full(self) -> bool:
+        return self.queue_depth + self._reserved >= self.max_pending
+
     def reserve(self) -> bool:
         """Hold a place in the queue for a webhook about to commit its task; False when the
         queue, with the places already held, is at HOOKD_MAX_PENDING. Give it back with
         `release` once the task is committed (and counted by `accepted`) or refused."""
-        if self.queue_depth + self._reserved >= self.max_pending:
+        if self.queue_full():
             return False
         self._reserved += 1
         return True
@@ -285,7 +286,14 @@ class WorkerPool:
         try:
             async with asyncio.timeout(agent.timeout_s):
                 success = await self._run_agent(agent, run)
-            return _Outcome("SUCCESS", success) if self._storable(success) else self._too_large(success)
+            why = await self._unstorable(success)
+            if why is None:
+                return _Outcome("SUCCESS", success)
+            message = f"The run finished, but its result is {why}; it was not stored."
+            failure: dict[str, Any] = {"error": message, "type": "result_too_large"}
+            if run.tool_calls:
+                failure["tool_calls_dropped"] = len(run.tool_calls)
+            return _Outcome("FAILURE", failure)
         except TimeoutError:
             error = ModelError(
                 "timeout",
@@ -313,26 +321,28 @@ class WorkerPool:
             result["error"] += f" (attempt {task.attempts} of {task.max_attempts})"
         if run.tool_calls:  # what the failed attempt did before it failed
             result["tool_calls"] = run.tool_calls
-            if not self._storable(result):
+            if await self._unstorable(result) is not None:
                 del result["tool_calls"]
                 result["tool_calls_dropped"] = len(run.tool_calls)
         return _Outcome("FAILURE", result)
 
-    def _storable(self, result: dict[str, Any]) -> bool:
-        """Whether a result is within HOOKD_MAX_RESULT_BYTES as JSON, and MAX_RESULT_DEPTH."""
-        if nested_deeper_than(result, MAX_RESULT_DEPTH):
-            return False
-        text = json_text(result)
+    async def _unstorable(self, result: dict[str, Any]) -> str | None:
+        """Why a result may not be stored (over HOOKD_MAX_RESULT_BYTES as JSON, or nested more
+        than MAX_RESULT_DEPTH levels); None if it may."""
+        try:
+            text = json_text(result)
+        except RecursionError:
+            return f"nested deeper than {MAX_RESULT_DEPTH} levels"
         size = len(text) if text.isascii() else len(text.encode("utf-8"))
-        return size <= self._max_result_bytes
-
-    def _too_large(self, result: dict[str, Any]) -> _Outcome:
-        if nested_deeper_than(result, MAX_RESULT_DEPTH):
-            what = f"nested deeper than {MAX_RESULT_DEPTH} levels"
-        else:
-            what = f"over {self._max_result_bytes} bytes as JSON, the limit of HOOKD_MAX_RESULT_BYTES"
-        error = f"The run finished, but its result is {what}; it was not stored."
-        return _Outcome("FAILURE", {"error": error, "type": "result_too_large"})
+        if size > self._max_result_bytes:
+            return f"over {self._max_result_bytes} bytes as JSON, the limit of HOOKD_MAX_RESULT_BYTES"
+        if text.count("[") + text.count("{") <= MAX_RESULT_DEPTH:
+            return None  # too few containers to nest that deep: no walk (the usual case)
+        if size <= INLINE_DEPTH_CHECK_BYTES:
+            deep = nested_deeper_than(result, MAX_RESULT_DEPTH)
+        else:  # a walk of a large result is Python code: off the event loop
+            deep = await asyncio.to_thread(nested_deeper_than, result, MAX_RESULT_DEPTH)
+        return f"nested deeper than {MAX_RESULT_DEPTH} levels" if deep else None
 
     async def _requeue(self, task: Task) -> None:
         if await self._store.requeue(task.id):

@@ -9,8 +9,8 @@ a primary-key lookup takes microseconds, less than the hop to a reader thread an
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import json
 import logging
 import os
 import sqlite3
@@ -32,8 +32,6 @@ from tasks.sqlite_schema import set_up as set_up_schema
 from tasks.sqlite_writer import WriteOp, Writer
 from tasks.store import (
     IDEMPOTENCY_WINDOW_S,
-    LIST_PREVIEW_CHARS,
-    LIST_RESULT_MAX_BYTES,
     STATUSES,
     Claim,
     Enqueued,
@@ -43,6 +41,8 @@ from tasks.store import (
     Task,
     cancelled_result,
     interrupted_result,
+    list_preview,
+    stored_result,
 )
 
 log = logging.getLogger("hookd.store")
@@ -67,17 +67,11 @@ TASK_COLUMNS = (
     " run_after, created_at, started_at, finished_at"
 )
 GET_TASK_SQL = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
-# A list's columns: no payload, and a result over LIST_RESULT_MAX_BYTES only as its preview's
-# parts, cut in SQLite, so that a large result never reaches Python for a list. The parts come
-# as bytes: SQLite decodes an escaped lone surrogate (a model's answer may hold one) to bytes
-# that are not UTF-8, which sqlite3 would refuse to return as text.
-LIST_TASK_COLUMNS = f"""id, agent_id, status, '' AS payload,
-    CASE WHEN length(CAST(result AS BLOB)) <= {LIST_RESULT_MAX_BYTES} THEN result END,
-    last_error, attempts, max_attempts, run_after, created_at, started_at, finished_at,
-    length(CAST(result AS BLOB)) > {LIST_RESULT_MAX_BYTES},
-    CAST(json_extract(result, '$.type') AS BLOB), CAST(json_extract(result, '$.model') AS BLOB),
-    CAST(substr(json_extract(result, '$.error'), 1, {LIST_PREVIEW_CHARS + 1}) AS BLOB),
-    CAST(substr(json_extract(result, '$.answer'), 1, {LIST_PREVIEW_CHARS + 1}) AS BLOB)"""
+# A list's columns: no payload, and a large result only as its preview. CASE reads `result` only
+# for a row without a preview, so that a large result never leaves the file for a list.
+LIST_TASK_COLUMNS = """id, agent_id, status, '' AS payload,
+    CASE WHEN result_preview IS NULL THEN result END,
+    last_error, attempts, max_attempts, run_after, created_at, started_at, finished_at, result_preview"""
 # A new task for the active agent holding a token (and, when the request's signature was
 # checked, still the secret it was checked with). The token lookup happens inside the write:
 # the webhook's hot path is one round trip to the writer, shared with every other webhook in its
@@ -142,7 +136,7 @@ def _task(row: Sequence[Any]) -> Task:
         agent_id=row[1],
         status=row[2],
         payload=row[3],
-        result=json_or_none(row[4]),
+        result=stored_result(row[4]),
         last_error=json_or_none(row[5]),
         attempts=row[6],
         max_attempts=row[7],
@@ -156,14 +150,20 @@ def _task(row: Sequence[Any]) -> Task:
 def _create_private(path: str) -> None:
     """Create the database file readable by its owner only, before SQLite would create it under
     the umask (0644): it holds signing and callback secrets, payloads and results. SQLite makes
-    the -wal and -shm files with the database file's mode, so they are private too."""
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    the -wal and -shm files with the database file's mode, so they are private too. An empty
+    file (made by `touch`, or the target of a dangling symlink) holds nothing yet: made private too."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_size == 0:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _warn_if_shared(path: str) -> None:
     """A database made before hookd created it 0600 keeps its mode: say so, once per open."""
-    mode = stat.S_IMODE(os.stat(path).st_mode)
+    modes = [stat.S_IMODE(os.stat(p).st_mode) for p in (path, path + "-wal") if os.path.exists(p)]
+    mode = max(modes, key=lambda m: m & 0o077)
     if mode & 0o077:
         log.warning(
             "%s can be read by other users (mode %04o), and it holds secrets: chmod 600 it and its"
@@ -175,16 +175,9 @@ def _warn_if_shared(path: str) -> None:
 
 def _listed_task(row: Sequence[Any]) -> Task:
     task = _task(row)
-    if not row[12]:
+    if row[12] is None:
         return task
-    preview_parts = zip(("type", "model", "error", "answer"), row[13:17], strict=True)
-    preview = {
-        key: bytes(value).decode("utf-8", "replace") for key, value in preview_parts if value is not None
-    }
-    for key in ("error", "answer"):
-        if isinstance(preview.get(key), str) and len(preview[key]) > LIST_PREVIEW_CHARS:
-            preview[key] = preview[key][:LIST_PREVIEW_CHARS] + "…"
-    return dataclasses.replace(task, result=preview, result_truncated=True)
+    return dataclasses.replace(task, result=json.loads(row[12]), result_truncated=True)
 
 
 class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
@@ -405,12 +398,14 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
     async def finish(self, task_id: str, status: str, result: dict[str, Any]) -> Finished | None:
         assert status in ("SUCCESS", "FAILURE")
         now = time.time()
-        params = {"id": task_id, "status": status, "result": json_text(result), "now": now}
+        text = json_text(result)
+        preview = list_preview(result, text)
+        params = {"id": task_id, "status": status, "result": text, "preview": preview, "now": now}
 
         def op(conn: sqlite3.Connection) -> Finished | None:
             finished = conn.execute(
-                "UPDATE tasks SET status = :status, result = :result, finished_at = :now"
-                " WHERE id = :id AND status = 'STARTED'",
+                "UPDATE tasks SET status = :status, result = :result, result_preview = :preview,"
+                " finished_at = :now WHERE id = :id AND status = 'STARTED'",
                 params,
             ).rowcount
             if finished != 1:

@@ -15,7 +15,7 @@ from typing import Any
 
 from agents.agent import Agent, iso_time
 from agents.knowledge import Passage, PreparedSource, Source
-from tasks.json_text import MAX_JSON_DEPTH, nested_deeper_than
+from tasks.json_text import MAX_RESULT_DEPTH, json_text, nested_deeper_than
 
 STATUSES = ("PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE")
 # How long a webhook's idempotency key is remembered: a request repeating it within this window
@@ -23,8 +23,9 @@ STATUSES = ("PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE")
 IDEMPOTENCY_WINDOW_S = 24 * 3600.0
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 # A task in a list (list_tasks) carries its result whole only up to this many bytes of JSON;
-# a larger one comes as a preview (its type, and the start of its error or answer), so that a
-# page of tasks stays small whatever the runs returned. Payloads are never listed.
+# a larger one comes as a preview (its type and model, the start of its error or answer, made
+# by `list_preview` when the result is stored), so that a page of tasks stays small and cheap
+# whatever the runs returned. Payloads are never listed.
 LIST_RESULT_MAX_BYTES = 2048
 LIST_PREVIEW_CHARS = 500
 
@@ -74,13 +75,36 @@ class Task:
         return body
 
     def payload_value(self) -> Any:
-        """The payload as a JSON value; a payload stored before hookd limited nesting (deeper
-        than MAX_JSON_DEPTH), which no view could serve, comes as its JSON text instead."""
+        """The payload as a JSON value. A payload an older hookd stored nested too deep to parse
+        (it had no nesting limit) comes as its JSON text; one that parses but is too deep to
+        serve is for the caller to replace with `payload` when its json.dumps fails."""
         try:
-            value = json.loads(self.payload)
+            return json.loads(self.payload)
         except RecursionError:
             return self.payload
-        return self.payload if nested_deeper_than(value, MAX_JSON_DEPTH) else value
+
+
+def stored_result(text: str | None) -> dict[str, Any] | None:
+    """A stored result as a value. One nested deeper than MAX_RESULT_DEPTH (only an older hookd
+    stored such results) could not be served, so it reads as a failure saying so."""
+    if text is None:
+        return None
+    if text.count("[") + text.count("{") <= MAX_RESULT_DEPTH:  # too few containers to be that deep
+        value: dict[str, Any] = json.loads(text)
+        return value
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        return _unreadable_result()
+    return _unreadable_result() if nested_deeper_than(value, MAX_RESULT_DEPTH) else value
+
+
+def _unreadable_result() -> dict[str, Any]:
+    return {
+        "error": f"An older hookd stored this result nested deeper than {MAX_RESULT_DEPTH} levels;"
+        " it cannot be shown.",
+        "type": "result_too_large",
+    }
 
 
 @dataclass(frozen=True)
@@ -387,6 +411,21 @@ class Store(ABC):
         The terms are plain words, never query syntax. None, after one cheap lookup, when
         the agent has no sources: nothing was searched.
         """
+
+
+def list_preview(result: dict[str, Any], result_json: str) -> str | None:
+    """What a list shows of a result (JSON text), made when the result is stored: None for one
+    within LIST_RESULT_MAX_BYTES, shown whole; else its type and model, and the start of its
+    error or answer."""
+    if len(result_json) <= LIST_RESULT_MAX_BYTES and len(result_json.encode()) <= LIST_RESULT_MAX_BYTES:
+        return None
+    preview: dict[str, str] = {}
+    for key in ("type", "model", "error", "answer"):
+        value = result.get(key)
+        if isinstance(value, str):
+            cut = len(value) > LIST_PREVIEW_CHARS
+            preview[key] = value[:LIST_PREVIEW_CHARS] + ("…" if cut else "")
+    return json_text(preview)
 
 
 def cancelled_result() -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from pathlib import Path
@@ -138,3 +139,35 @@ async def test_a_version_1_file_is_migrated_to_the_new_schema_with_its_rows(tmp_
         assert (await store.get_task("t1")) is not None
     finally:
         await store.close()
+
+
+async def test_large_results_stored_before_the_preview_column_list_as_their_type(tmp_path: Path) -> None:
+    """Migration 007: a result over 2 KiB gets a preview of its type alone, so that a list never
+    reads it; a small one stays shown whole."""
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old)
+    conn.executescript(SCHEMA_V1.read_text() + "\nPRAGMA user_version = 1;")
+    conn.execute(
+        "INSERT INTO agents (id, name, token_sha256, created_at, updated_at) VALUES ('a1', 'old', x'00', 1, 1)"
+    )
+    large_failure = json.dumps({"error": "e" * 3000, "type": "llm_http_error"})
+    large_success = json.dumps({"answer": "a" * 3000, "model": "m", "usage": {}})
+    small = json.dumps({"answer": "hi", "model": "m", "usage": {}})
+    for task_id, result in (("t1", large_failure), ("t2", large_success), ("t3", small)):
+        conn.execute(
+            "INSERT INTO tasks (id, agent_id, status, payload, result, max_attempts, run_after, created_at)"
+            " VALUES (?, 'a1', 'SUCCESS', '{}', ?, 3, 1, 1)",
+            (task_id, result),
+        )
+    conn.commit()
+    conn.close()
+
+    store = SQLiteStore(str(old))
+    await store.open()
+    try:
+        listed = {task.id: task for task in await store.list_tasks()}
+    finally:
+        await store.close()
+    assert (listed["t1"].result, listed["t1"].result_truncated) == ({"type": "llm_http_error"}, True)
+    assert (listed["t2"].result, listed["t2"].result_truncated) == ({}, True)
+    assert (listed["t3"].result, listed["t3"].result_truncated) == (json.loads(small), False)
