@@ -24,8 +24,9 @@ import aiosqlite
 
 from errors import Conflict, NotFound, StorageUnavailable
 from tasks.ids import uuid7
-from tasks.json_text import json_or_none, json_text
-from tasks.sqlite_agents import AGENT_COLUMNS, SQLiteAgents, agent_from_row
+from tasks.json_text import json_text
+from tasks.rows import AGENT_COLUMNS, TASK_COLUMNS, agent_from_row, result_preview, task_from_row
+from tasks.sqlite_agents import SQLiteAgents
 from tasks.sqlite_deliveries import SQLiteDeliveries, fill_callback_secrets, queue_deliveries
 from tasks.sqlite_knowledge import SQLiteKnowledge
 from tasks.sqlite_schema import set_up as set_up_schema
@@ -62,10 +63,6 @@ CLAIM_SCAN_ROWS_PER_SLOT = 4
 CLAIM_SCAN_ROWS_MIN = 64
 CLAIM_SCAN_ROWS_MAX = 4000
 
-TASK_COLUMNS = (
-    "id, agent_id, status, payload, result, last_error, attempts, max_attempts,"
-    " run_after, created_at, started_at, finished_at"
-)
 GET_TASK_SQL = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
 # A list's columns: no payload, and a result over LIST_RESULT_MAX_BYTES only as its preview's
 # parts, cut in SQLite, so that a large result never reaches Python for a list. The parts come
@@ -136,23 +133,6 @@ RETURNING {TASK_COLUMNS}
 ANY_LIMITED_AGENT_SQL = "SELECT 1 FROM agents WHERE max_concurrency IS NOT NULL AND status = 'active' LIMIT 1"
 
 
-def _task(row: Sequence[Any]) -> Task:
-    return Task(
-        id=row[0],
-        agent_id=row[1],
-        status=row[2],
-        payload=row[3],
-        result=json_or_none(row[4]),
-        last_error=json_or_none(row[5]),
-        attempts=row[6],
-        max_attempts=row[7],
-        run_after=row[8],
-        created_at=row[9],
-        started_at=row[10],
-        finished_at=row[11],
-    )
-
-
 def _create_private(path: str) -> None:
     """Create the database file readable by its owner only, before SQLite would create it under
     the umask (0644): it holds signing and callback secrets, payloads and results. SQLite makes
@@ -174,16 +154,10 @@ def _warn_if_shared(path: str) -> None:
 
 
 def _listed_task(row: Sequence[Any]) -> Task:
-    task = _task(row)
+    task = task_from_row(row)
     if not row[12]:
         return task
-    preview_parts = zip(("type", "model", "error", "answer"), row[13:17], strict=True)
-    preview = {
-        key: bytes(value).decode("utf-8", "replace") for key, value in preview_parts if value is not None
-    }
-    for key in ("error", "answer"):
-        if isinstance(preview.get(key), str) and len(preview[key]) > LIST_PREVIEW_CHARS:
-            preview[key] = preview[key][:LIST_PREVIEW_CHARS] + "…"
+    preview = result_preview([None if part is None else bytes(part) for part in row[13:17]])
     return dataclasses.replace(task, result=preview, result_truncated=True)
 
 
@@ -333,7 +307,7 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
             rows = self._point_reader.execute(GET_TASK_SQL, (task_id,)).fetchall()
         except sqlite3.OperationalError:  # busy: wait for the database on the reader thread
             rows = await self._read(GET_TASK_SQL, (task_id,))
-        return _task(rows[0]) if rows else None
+        return task_from_row(rows[0]) if rows else None
 
     async def list_tasks(
         self,
@@ -391,7 +365,7 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
 
         task_rows, agent_rows, with_sources = await self._write(op)
         agents = {row[0]: agent_from_row(row) for row in agent_rows}
-        return [Claim(_task(row), agents[row[1]], row[1] in with_sources) for row in task_rows]
+        return [Claim(task_from_row(row), agents[row[1]], row[1] in with_sources) for row in task_rows]
 
     async def _update_started(self, task_id: str, assignments: str, params: dict[str, Any]) -> bool:
         sql = f"UPDATE tasks SET {assignments} WHERE id = :id AND status = 'STARTED'"
@@ -448,7 +422,7 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
 
         rows = await self._write(op)
         if rows:
-            return _task(rows[0])
+            return task_from_row(rows[0])
         task = await self.get_task(task_id)
         if task is None:
             raise NotFound(f"No task has id '{task_id}'.")
