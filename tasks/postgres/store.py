@@ -377,8 +377,8 @@ class PostgresStore(PostgresAgents, PostgresDeliveries, PostgresKnowledge):
             rows = await conn.fetch(
                 "UPDATE tasks SET"
                 " status = CASE WHEN attempts < max_attempts THEN 'PENDING' ELSE 'FAILURE' END,"
-                " result = CASE WHEN attempts < max_attempts THEN NULL ELSE $1 END,"
-                " finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE $2 END,"
+                " result = CASE WHEN attempts < max_attempts THEN NULL ELSE $1::text END,"
+                " finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE $2::float8 END,"
                 " run_after = CASE WHEN attempts < max_attempts THEN $2 ELSE run_after END,"
                 " started_at = CASE WHEN attempts < max_attempts THEN NULL ELSE started_at END"
                 " WHERE status = 'STARTED' RETURNING id, agent_id, status, attempts",
