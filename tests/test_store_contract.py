@@ -557,39 +557,46 @@ async def test_a_claim_says_whether_the_agent_has_knowledge_sources(store: Store
     assert claims == {read: True, plain: False}
 
 
-async def test_nodes_claiming_at_once_keep_max_concurrency_and_claim_each_task_once(
-    store: Store, make_store: MakeStore
-) -> None:
-    """Two stores on one database (two nodes), each claiming from two loops at once."""
-    _, limited_token = await make_agent(store, max_concurrency=3)
-    _, free_token = await make_agent(store)
-    limited = {await store.enqueue(limited_token, "{}") for _ in range(24)}
-    free = {await store.enqueue(free_token, "{}") for _ in range(24)}
-    nodes = [store, await make_store()]
+async def claim_in_rounds(
+    loops: list[tuple[Store, int]], finisher: Store
+) -> tuple[list[str], list[list[str]]]:
+    """Claim from every (node, batch size) at once, finish all that was claimed, and again,
+    until nothing is left: every claimed id, and each round's. All that a round claims runs
+    at once (nothing finishes during the claims)."""
     claimed: list[str] = []
-    running: set[str] = set()
-    most_running = 0
+    rounds: list[list[str]] = []
+    while True:
+        batches = await asyncio.gather(*(node.claim_batch(batch) for node, batch in loops))
+        ids = [claim.task.id for batch in batches for claim in batch]
+        if not ids:
+            return claimed, rounds
+        claimed += ids
+        rounds.append(ids)
+        finished = await asyncio.gather(*(finisher.finish(task_id, "SUCCESS", ANSWER) for task_id in ids))
+        assert None not in finished
 
-    async def worker(node: Store, batch: int) -> None:
-        nonlocal most_running
-        idle_rounds = 0
-        while idle_rounds < 3:
-            claims = await node.claim_batch(batch)
-            idle_rounds = 0 if claims else idle_rounds + 1
-            for claim in claims:
-                claimed.append(claim.task.id)
-                if claim.task.id in limited:
-                    running.add(claim.task.id)
-            most_running = max(most_running, len(running))
-            await asyncio.sleep(0)
-            for claim in claims:  # finish them, freeing the limited agent's slots
-                running.discard(claim.task.id)
-                assert await node.finish(claim.task.id, "SUCCESS", ANSWER) is not None
 
-    await asyncio.gather(*(worker(nodes[n % 2], batch) for n, batch in enumerate((1, 2, 3, 5))))
-    assert sorted(claimed) == sorted(limited | free)  # every task once, none twice
-    assert 1 <= most_running <= 3
-    assert await store.count_by_status() == dict.fromkeys(STATUSES, 0) | {"SUCCESS": 48}
+async def test_nodes_claiming_at_once_never_claim_a_task_twice(store: Store, make_store: MakeStore) -> None:
+    """Two stores on one database (two nodes), claiming from eight loops at once."""
+    _, token = await make_agent(store)
+    queued = [await store.enqueue(token, "{}") for _ in range(120)]
+    nodes = [store, await make_store()]
+    claimed, _ = await claim_in_rounds([(nodes[n % 2], 4) for n in range(8)], store)
+    assert sorted(claimed) == sorted(queued)  # every task once, none twice
+
+
+async def test_nodes_claiming_at_once_keep_max_concurrency(store: Store, make_store: MakeStore) -> None:
+    """As above, with an agent limited to two runs at a time beside an unlimited one: no round
+    holds more than two of its tasks."""
+    _, limited_token = await make_agent(store, max_concurrency=2)
+    _, free_token = await make_agent(store)
+    limited = {await store.enqueue(limited_token, "{}") for _ in range(40)}
+    free = {await store.enqueue(free_token, "{}") for _ in range(40)}
+    nodes = [store, await make_store()]
+    loops = [(nodes[n % 2], batch) for n, batch in enumerate((1, 2, 3, 5, 1, 2, 3, 5))]
+    claimed, rounds = await claim_in_rounds(loops, store)
+    assert sorted(claimed) == sorted(limited | free)
+    assert max(sum(1 for task_id in ids if task_id in limited) for ids in rounds) == 2
 
 
 # -- ending tasks --------------------------------------------------------------------------
