@@ -37,6 +37,16 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     pg.PostgresSystemError,  # class 58: an I/O error on the server
     pg.ReadOnlySQLTransactionError,  # a standby, or default_transaction_read_only
     pg.ClientConfigurationError,  # a URL asyncpg cannot read
+    pg.InternalClientError,  # asyncpg's state after the server dropped an idle connection (asyncpg#784)
+)
+# After these a connection is not fit to go back to the pool: it is closed, and the pool opens
+# a new one for the next caller.
+_BROKEN: tuple[type[BaseException], ...] = (
+    OSError,
+    pg.PostgresConnectionError,
+    pg.InternalClientError,
+    pg.AdminShutdownError,
+    pg.CrashShutdownError,
 )
 # A URL asyncpg cannot read (a bad port, an unknown option) is a ValueError at connect.
 _UNAVAILABLE_AT_CONNECT: tuple[type[BaseException], ...] = (*_UNAVAILABLE, ValueError)
@@ -121,7 +131,13 @@ class PostgresBase(Store):
         assert pool is not None, "store is not open"
         try:
             async with pool.acquire() as conn:
-                yield conn
+                try:
+                    yield conn
+                except _BROKEN:
+                    # asyncpg may have let go of it already (then it says "released").
+                    with contextlib.suppress(pg.InterfaceError):
+                        conn.terminate()
+                    raise
         except _UNAVAILABLE as exc:
             raise self.unavailable(exc) from None
         except _UNSTORABLE_TEXT:
