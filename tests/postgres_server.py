@@ -1,7 +1,7 @@
 """A PostgreSQL server of the tests' own: Debian's initdb and pg_ctl, in a temporary directory.
 
 It listens on 127.0.0.1 on a free port, with its unix socket in that directory, and lives for
-the test session. Each test that needs it gets a fresh, empty database (`fresh_database`).
+the test session. Each test that needs it gets an empty database (`fresh_database`).
 PostgreSQL refuses to run as root, and CI runs as root: then the directory is handed to the
 `postgres` system user (the Debian package creates it) and the server runs as that user.
 Without initdb the tests that need it skip, except under CI (`CI` set), where they fail:
@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,6 +64,7 @@ class PostgresServer:
         self.log_path = root / "postgres.log"
         self.port = 0
         self.as_root = os.geteuid() == 0
+        self._idle: list[str] = []  # emptied databases, for the next tests
 
     def _run(self, *args: str) -> None:
         command = [str(self.bin_dir / args[0]), *args[1:]]
@@ -130,23 +132,56 @@ class PostgresServer:
         login = user if password is None else f"{user}:{password}"
         return f"postgresql://{login}@127.0.0.1:{self.port}/{database}"
 
-    @contextlib.asynccontextmanager
-    async def fresh_database(self) -> AsyncIterator[str]:
-        """A new, empty database's URL; the database is dropped afterwards."""
+    async def _admin(self, database: str = "postgres") -> Any:
         import asyncpg  # the test extra has it; the SQLite-only tests never import it
 
-        name = f"test_{os.getpid()}_{next(_databases)}"
-        admin = await asyncpg.connect(
-            host=str(self.root), port=self.port, user="postgres", database="postgres"
-        )
+        return await asyncpg.connect(host=str(self.root), port=self.port, user="postgres", database=database)
+
+    @contextlib.asynccontextmanager
+    async def fresh_database(self) -> AsyncIterator[str]:
+        """An empty database's URL, emptied again afterwards for a later test.
+
+        CREATE DATABASE copies template1, about 0.3 s on a busy two-core machine; emptying a
+        used database (every schema dropped, its settings reset) takes about 0.04 s, so
+        databases are made once and reused. One that cannot be emptied is dropped instead.
+        """
+        admin = await self._admin()
         try:
-            await admin.execute(f"CREATE DATABASE {name}")
+            if self._idle:
+                name = self._idle.pop()
+            else:
+                name = f"test_{os.getpid()}_{next(_databases)}"
+                await admin.execute(f"CREATE DATABASE {name}")
             try:
                 yield self.url(name)
             finally:
-                await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+                if await self._emptied(admin, name):
+                    self._idle.append(name)
+                else:
+                    await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         finally:
             await admin.close()
+
+    async def _emptied(self, admin: Any, name: str) -> bool:
+        """Whether the database is as CREATE DATABASE makes it again: nobody connected, no
+        setting of its own, no schema but an empty public."""
+        try:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = $1", name
+            )
+            await admin.execute(f"ALTER DATABASE {name} RESET ALL")
+            conn = await self._admin(name)
+            try:
+                schemas = await conn.fetch(
+                    "SELECT nspname FROM pg_namespace WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'"
+                )
+                drops = "".join(f'DROP SCHEMA "{schema}" CASCADE; ' for (schema,) in schemas)
+                await conn.execute(f"{drops}CREATE SCHEMA public AUTHORIZATION pg_database_owner")
+            finally:
+                await conn.close()
+        except Exception:
+            return False
+        return True
 
 
 @contextlib.contextmanager
