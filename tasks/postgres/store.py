@@ -267,8 +267,9 @@ class PostgresStore(PostgresAgents, PostgresDeliveries, PostgresKnowledge):
         return int(row[0])
 
     async def count_by_status(self) -> dict[str, int]:
-        # An index-only scan of tasks_by_status where the visibility map allows (autovacuum
-        # keeps it current); PostgreSQL has no cheaper exact count.
+        # PostgreSQL has no cheaper exact count than reading every task's status, from
+        # tasks_by_status (index-only) or the table, whichever the planner prices lower, in
+        # parallel: about 0.15 s per million tasks on two busy cores, several times SQLite's.
         rows = await self._fetch("SELECT status, count(*) FROM tasks GROUP BY status")
         return dict.fromkeys(STATUSES, 0) | {status: int(count) for status, count in rows}
 
