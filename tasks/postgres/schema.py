@@ -74,7 +74,7 @@ async def set_up(conn: Any, shown_url: str) -> None:
             except (pg.DuplicateTableError, pg.DuplicateObjectError, pg.DuplicateFunctionError) as exc:
                 raise StorageUnavailable(
                     f"{shown_url} already holds tables of another application ({exc}); give hookd a"
-                    " database (or a schema, with ?options=-csearch_path%3D…) of its own."
+                    " database of its own."
                 ) from None
             except pg.InsufficientPrivilegeError as exc:
                 raise StorageUnavailable(
