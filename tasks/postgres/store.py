@@ -10,6 +10,7 @@ tasks/postgres/deliveries.py, sources and chunks in tasks/postgres/knowledge.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import hashlib
@@ -48,6 +49,7 @@ from tasks.store import (
 CLAIM_SCAN_ROWS_PER_SLOT = 4
 CLAIM_SCAN_ROWS_MIN = 64
 CLAIM_SCAN_ROWS_MAX = 4000
+CLOSE_TIMEOUT_S = 10.0
 
 _TASK_COLUMNS_OF_T = ", ".join(f"t.{column.strip()}" for column in TASK_COLUMNS.split(","))
 _AGENT_COLUMNS_OF_A = ", ".join(f"a.{column.strip()}" for column in AGENT_COLUMNS.split(","))
@@ -198,10 +200,13 @@ class PostgresStore(PostgresAgents, PostgresDeliveries, PostgresKnowledge):
             raise
 
     async def close(self) -> None:
-        """Let the statements under way finish, then disconnect."""
-        if self._pool is not None:
-            self._closing = True
-            await self._pool.close()
+        """Let the statements under way finish (for up to CLOSE_TIMEOUT_S), then disconnect."""
+        pool, self._closing = self._pool, True
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT_S)
+            except TimeoutError:  # a statement stuck (on a lock, a dead network): cut it off
+                pool.terminate()
         self._pool = None
 
     # -- tasks -------------------------------------------------------------------------
