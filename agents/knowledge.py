@@ -78,7 +78,7 @@ class Passage:
     source_name: str
     chunk: int  # its index in the source, from 0
     text: str
-    score: float  # BM25: higher fits better
+    score: float  # higher fits better (BM25 on SQLite, ts_rank on PostgreSQL)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -6,74 +6,25 @@ columns (`AGENT_COLUMNS`, `agent_from_row`).
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from agents.agent import Agent
-from agents.signatures import Signature
 from agents.tokens import new_signing_secret
 from errors import Conflict, NotFound
 from tasks.ids import uuid7
-from tasks.json_text import json_or_none, json_text
+from tasks.json_text import json_text
+from tasks.rows import AGENT_COLUMNS, agent_from_row, agent_row
 from tasks.sqlite_writer import WriteOp
 from tasks.store import cancelled_result
 
 T = TypeVar("T")
 
-AGENT_COLUMNS = (
-    "id, name, description, prompt, input_template, llm, max_attempts, timeout_s,"
-    " max_concurrency, rate_limit, status, created_at, updated_at, signature_type, signature_secret,"
-    " tools, max_steps, json_schema, callback_url, callback_secret, mcp_servers,"
-    " knowledge_top_k"
-)
-_AGENT_WRITABLE = (
-    "name", "description", "prompt", "input_template", "llm",
-    "max_attempts", "timeout_s", "max_concurrency", "rate_limit", "status",
-    "signature_type", "signature_secret",
-    "tools", "max_steps", "json_schema",
-    "callback_url", "mcp_servers", "knowledge_top_k",
-)  # fmt: skip
-_AGENT_JSON = ("llm", "tools", "json_schema", "mcp_servers")  # stored as JSON text
-
-
-def agent_from_row(row: Sequence[Any]) -> Agent:
-    return Agent(
-        id=row[0],
-        name=row[1],
-        description=row[2],
-        prompt=row[3],
-        input_template=row[4],
-        llm=json.loads(row[5]),
-        max_attempts=row[6],
-        timeout_s=row[7],
-        max_concurrency=row[8],
-        rate_limit=row[9],
-        status=row[10],
-        created_at=row[11],
-        updated_at=row[12],
-        signature=None if row[13] is None else Signature(row[13], row[14]),
-        tools=json.loads(row[15]),
-        max_steps=row[16],
-        json_schema=json_or_none(row[17]),
-        callback_url=row[18],
-        callback_secret=row[19],
-        mcp_servers=json.loads(row[20]),
-        knowledge_top_k=row[21],
-    )
-
-
-def _agent_row(fields: dict[str, Any]) -> dict[str, Any]:
-    """Validated agent fields as column values."""
-    unknown = set(fields) - set(_AGENT_WRITABLE)
-    assert not unknown, f"not agent columns: {unknown}"
-    return {k: (json_text(v) if k in _AGENT_JSON and v is not None else v) for k, v in fields.items()}
-
 
 def _insert_agent(fields: dict[str, Any], token_sha256: bytes, now: float) -> tuple[str, dict[str, Any]]:
-    row = _agent_row(fields) | {"id": uuid7(), "token_sha256": token_sha256}
+    row = agent_row(fields) | {"id": uuid7(), "token_sha256": token_sha256}
     row["callback_secret"] = new_signing_secret()
     row |= {"created_at": now, "updated_at": now}
     columns = ", ".join(row)
@@ -144,14 +95,14 @@ class SQLiteAgents:
         return agent_from_row(rows[0])
 
     async def update_agent(self, agent_id: str, fields: dict[str, Any]) -> Agent:
-        return await self._update_agent_columns(agent_id, _agent_row(fields))
+        return await self._update_agent_columns(agent_id, agent_row(fields))
 
     async def save_agents(
         self, creates: Sequence[tuple[dict[str, Any], bytes]], updates: Sequence[tuple[str, dict[str, Any]]]
     ) -> list[Agent]:
         now = time.time()
         statements = [_insert_agent(fields, token_sha256, now) for fields, token_sha256 in creates]
-        statements += [_update_agent(agent_id, _agent_row(fields), now) for agent_id, fields in updates]
+        statements += [_update_agent(agent_id, agent_row(fields), now) for agent_id, fields in updates]
 
         def op(conn: sqlite3.Connection) -> list[Any]:
             rows = [conn.execute(sql, row).fetchall() for sql, row in statements]

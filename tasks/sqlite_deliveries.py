@@ -14,15 +14,12 @@ from typing import Any, TypeVar
 
 from agents.tokens import new_signing_secret
 from tasks.ids import uuid7
+from tasks.rows import DELIVERY_COLUMNS
 from tasks.sqlite_writer import WriteOp
 from tasks.store import Delivery
 
 T = TypeVar("T")
 
-DELIVERY_COLUMNS = (
-    "id, task_id, agent_id, url, status, attempts, next_attempt_at, last_attempt_at,"
-    " last_status_code, last_error, created_at, delivered_at"
-)
 _QUEUE_SQL = (
     "INSERT INTO deliveries (id, task_id, agent_id, url, next_attempt_at, created_at)"
     " SELECT ?, t.id, a.id, a.callback_url, ?, ? FROM tasks AS t JOIN agents AS a ON a.id = t.agent_id"

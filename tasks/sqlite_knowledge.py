@@ -15,12 +15,12 @@ from typing import Any, TypeVar
 from agents.knowledge import Passage, PreparedSource, Source
 from errors import Conflict, NotFound
 from tasks.ids import uuid7
+from tasks.rows import SOURCE_COLUMNS, source_from_row
 from tasks.sqlite_writer import WriteOp
 from tasks.store import Store
 
 T = TypeVar("T")
 
-SOURCE_COLUMNS = "id, agent_id, name, format, chunks, bytes, created_at"
 RANGE_BITS = 32  # an agent's chunk ids: its knowledge_ranges id · 2^32 onwards (schema.sql)
 MAX_RANGE = 2**31 - 1  # so the last id of the last range fits in a signed 64-bit integer
 
@@ -37,12 +37,6 @@ JOIN chunks AS c ON c.id = m.rowid
 JOIN sources AS s ON s.id = c.source_id
 ORDER BY m.score, c.id
 """
-
-
-def _source(row: Sequence[Any]) -> Source:
-    return Source(
-        id=row[0], agent_id=row[1], name=row[2], format=row[3], chunks=row[4], bytes=row[5], created_at=row[6]
-    )
 
 
 def _range(number: int) -> tuple[int, int]:
@@ -103,13 +97,13 @@ class SQLiteKnowledge(Store):
         created = await self._write(op)
         if not created:
             raise NotFound(f"No agent has id '{agent_id}'.")
-        return _source(created[0])
+        return source_from_row(created[0])
 
     async def list_sources(self, agent_id: str) -> list[Source]:
         rows = await self._read(
             f"SELECT {SOURCE_COLUMNS} FROM sources WHERE agent_id = ? ORDER BY id", (agent_id,)
         )
-        return [_source(r) for r in rows]
+        return [source_from_row(r) for r in rows]
 
     async def delete_source(self, agent_id: str, source_id: str) -> None:
         def op(conn: sqlite3.Connection) -> int:

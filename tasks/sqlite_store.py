@@ -9,8 +9,6 @@ a primary-key lookup takes microseconds, less than the hop to a reader thread an
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import sqlite3
@@ -24,8 +22,16 @@ import aiosqlite
 
 from errors import Conflict, NotFound, StorageUnavailable
 from tasks.ids import uuid7
-from tasks.json_text import json_or_none, json_text
-from tasks.sqlite_agents import AGENT_COLUMNS, SQLiteAgents, agent_from_row
+from tasks.json_text import json_text
+from tasks.rows import (
+    AGENT_COLUMNS,
+    LIST_TASK_COLUMNS,
+    TASK_COLUMNS,
+    agent_from_row,
+    listed_task_from_row,
+    task_from_row,
+)
+from tasks.sqlite_agents import SQLiteAgents
 from tasks.sqlite_deliveries import SQLiteDeliveries, fill_callback_secrets, queue_deliveries
 from tasks.sqlite_knowledge import SQLiteKnowledge
 from tasks.sqlite_schema import set_up as set_up_schema
@@ -42,7 +48,6 @@ from tasks.store import (
     cancelled_result,
     interrupted_result,
     list_preview,
-    stored_result,
 )
 
 log = logging.getLogger("hookd.store")
@@ -62,16 +67,7 @@ CLAIM_SCAN_ROWS_PER_SLOT = 4
 CLAIM_SCAN_ROWS_MIN = 64
 CLAIM_SCAN_ROWS_MAX = 4000
 
-TASK_COLUMNS = (
-    "id, agent_id, status, payload, result, last_error, attempts, max_attempts,"
-    " run_after, created_at, started_at, finished_at"
-)
 GET_TASK_SQL = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
-# A list's columns: no payload, and a large result only as its preview. CASE reads `result` only
-# for a row without a preview, so that a large result never leaves the file for a list.
-LIST_TASK_COLUMNS = """id, agent_id, status, '' AS payload,
-    CASE WHEN result_preview IS NULL THEN result END,
-    last_error, attempts, max_attempts, run_after, created_at, started_at, finished_at, result_preview"""
 # A new task for the active agent holding a token (and, when the request's signature was
 # checked, still the secret it was checked with). The token lookup happens inside the write:
 # the webhook's hot path is one round trip to the writer, shared with every other webhook in its
@@ -130,23 +126,6 @@ RETURNING {TASK_COLUMNS}
 ANY_LIMITED_AGENT_SQL = "SELECT 1 FROM agents WHERE max_concurrency IS NOT NULL AND status = 'active' LIMIT 1"
 
 
-def _task(row: Sequence[Any]) -> Task:
-    return Task(
-        id=row[0],
-        agent_id=row[1],
-        status=row[2],
-        payload=row[3],
-        result=stored_result(row[4]),
-        last_error=json_or_none(row[5]),
-        attempts=row[6],
-        max_attempts=row[7],
-        run_after=row[8],
-        created_at=row[9],
-        started_at=row[10],
-        finished_at=row[11],
-    )
-
-
 def _create_private(path: str) -> None:
     """Create the database file readable by its owner only, before SQLite would create it under
     the umask (0644): it holds signing and callback secrets, payloads and results. SQLite makes
@@ -171,13 +150,6 @@ def _warn_if_shared(path: str) -> None:
             path,
             mode,
         )
-
-
-def _listed_task(row: Sequence[Any]) -> Task:
-    task = _task(row)
-    if row[12] is None:
-        return task
-    return dataclasses.replace(task, result=json.loads(row[12]), result_truncated=True)
 
 
 class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
@@ -326,7 +298,7 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
             rows = self._point_reader.execute(GET_TASK_SQL, (task_id,)).fetchall()
         except sqlite3.OperationalError:  # busy: wait for the database on the reader thread
             rows = await self._read(GET_TASK_SQL, (task_id,))
-        return _task(rows[0]) if rows else None
+        return task_from_row(rows[0]) if rows else None
 
     async def list_tasks(
         self,
@@ -348,7 +320,7 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
             params.append(before_id)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         sql = f"SELECT {LIST_TASK_COLUMNS} FROM tasks {clause} ORDER BY id DESC LIMIT ?"
-        return [_listed_task(r) for r in await self._read(sql, [*params, limit])]
+        return [listed_task_from_row(r) for r in await self._read(sql, [*params, limit])]
 
     async def queue_depth(self) -> int:
         ((count,),) = await self._read("SELECT count(*) FROM tasks WHERE status IN ('PENDING', 'RETRY')")
@@ -384,7 +356,7 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
 
         task_rows, agent_rows, with_sources = await self._write(op)
         agents = {row[0]: agent_from_row(row) for row in agent_rows}
-        return [Claim(_task(row), agents[row[1]], row[1] in with_sources) for row in task_rows]
+        return [Claim(task_from_row(row), agents[row[1]], row[1] in with_sources) for row in task_rows]
 
     async def _update_started(self, task_id: str, assignments: str, params: dict[str, Any]) -> bool:
         sql = f"UPDATE tasks SET {assignments} WHERE id = :id AND status = 'STARTED'"
@@ -443,7 +415,7 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
 
         rows = await self._write(op)
         if rows:
-            return _task(rows[0])
+            return task_from_row(rows[0])
         task = await self.get_task(task_id)
         if task is None:
             raise NotFound(f"No task has id '{task_id}'.")

@@ -1,8 +1,9 @@
 """The store: every operation hookd performs on its database, as one small interface.
 
-SQLite (tasks/sqlite_store.py) is the embedded default. Nothing outside the store knows
-which database it talks to, so a PostgreSQL store (claims with FOR UPDATE SKIP LOCKED,
-wake-ups with LISTEN/NOTIFY) can implement the same methods later.
+SQLite (tasks/sqlite_store.py) is the embedded default; PostgreSQL (tasks/postgres/) is for
+several nodes on one database. tasks/backends.py is the one place a backend is chosen, and
+tests/test_store_contract.py proves both against these contracts. Nothing outside the store
+knows which database it talks to.
 """
 
 from __future__ import annotations
@@ -406,7 +407,8 @@ class Store(ABC):
 
     @abstractmethod
     async def search_chunks(self, agent_id: str, terms: Sequence[str], limit: int) -> list[Passage] | None:
-        """The agent's `limit` chunks that best match any of the terms (BM25), best first.
+        """The agent's `limit` chunks that best match any of the terms, best first (SQLite
+        ranks by BM25, PostgreSQL by ts_rank: tasks/postgres/knowledge.py says how they differ).
 
         The terms are plain words, never query syntax. None, after one cheap lookup, when
         the agent has no sources: nothing was searched.

@@ -1,5 +1,5 @@
 """Fixtures: hookd through its real app on a loopback server, a fresh SQLite file per test,
-and the fake model server (the only fake)."""
+the fake model server (the only fake), and a real PostgreSQL server for the store tests."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from server import create_app, runner_kwargs
 from settings import Settings, load_settings
 from tests.fake_llm import FakeLLM
+from tests.postgres_server import PostgresServer, running_postgres
 
 ADMIN_KEY = "test-admin-key-not-a-secret"
 FINAL = ("SUCCESS", "FAILURE")
@@ -135,3 +136,18 @@ def make_hookd(
 @pytest.fixture
 async def hookd(make_hookd: Callable[..., Awaitable[Hookd]]) -> Hookd:
     return await make_hookd()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The tests' own PostgreSQL server (tests/postgres_server.py), started once per session
+    when a test asks for it; skipped without initdb, failed under CI."""
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+async def postgres_url(postgres_server: PostgresServer) -> AsyncIterator[str]:
+    """A fresh, empty database on that server, dropped after the test."""
+    async with postgres_server.fresh_database() as url:
+        yield url
