@@ -18,8 +18,8 @@ from agents.signatures import SIGNATURE_TYPES, new_secret
 from agents.tokens import new_token, webhook_url
 from errors import HookdError, InvalidInput, NotFound, PayloadTooLarge
 from settings import Settings, SettingsError, add_setting_flags, load_settings, markdown_table
+from tasks.backends import open_store
 from tasks.ids import is_uuid
-from tasks.sqlite_store import SQLiteStore
 from tasks.store import STATUSES, Store
 
 
@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run_on_store(run: Command, settings: Settings, args: argparse.Namespace) -> None:
-    store = SQLiteStore(settings.db, sync=settings.sync)
+    store = open_store(settings.database_url, settings.db, settings.sync)
     await store.open()
     try:
         await run(store, settings, args)
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
 
         try:
             serve(settings)
-        except HookdError as exc:  # e.g. a --db path that cannot hold a database
+        except (HookdError, SettingsError) as exc:  # e.g. a --db path that cannot hold a database
             sys.exit(f"hookd: {exc}")
     elif args.command == "settings":
         print(markdown_table())

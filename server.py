@@ -40,12 +40,11 @@ from api.edge import AccessLogger
 from api.metrics import Metrics
 from api.rate_limit import RateLimiter
 from logs import configure_logging, keep_out_of_logs, open_files_limit
-from settings import Settings
-from tasks import serve_lock
+from settings import Settings, SettingsError
+from tasks.backends import open_store
 from tasks.callbacks import CallbackSender
 from tasks.pool import WorkerPool
 from tasks.retention import run_retention, sweep_interval_s
-from tasks.sqlite_store import SQLiteStore
 from tasks.transitions import TransitionFeed, log_transition
 from tasks.watch import TaskWatch
 
@@ -62,10 +61,21 @@ def admin_key_path(settings: Settings) -> Path:
 MIN_ADMIN_KEY_CHARS = 16
 
 
+def _shared_database_needs_a_key() -> SettingsError:
+    # The generated key lives in a file beside a SQLite database; the nodes of a shared
+    # database have no such place, and each would make a key of its own.
+    return SettingsError(
+        "HOOKD_DATABASE_URL needs HOOKD_ADMIN_KEY: set the same admin key (16 or more characters)"
+        " on every hookd that uses this database."
+    )
+
+
 def load_admin_key(settings: Settings) -> str:
     """HOOKD_ADMIN_KEY, else the generated key kept beside the database (made on first start)."""
     if settings.admin_key:
         return settings.admin_key  # its length is checked with the other settings
+    if settings.database_url:
+        raise _shared_database_needs_a_key()
     path = admin_key_path(settings)
     try:
         key = path.read_text(encoding="utf-8").strip()
@@ -91,8 +101,8 @@ def load_admin_key(settings: Settings) -> str:
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    with serve_lock.serving(settings.db):
-        store = SQLiteStore(settings.db, sync=settings.sync)
+    store = open_store(settings.database_url, settings.db, settings.sync)
+    async with store.serving():
         await store.open()
         try:
             app[store_key] = store
@@ -237,12 +247,14 @@ def raise_open_files_limit() -> None:
 
 def serve(settings: Settings) -> None:
     """Run hookd until SIGTERM or SIGINT, then shut down gracefully."""
+    if settings.database_url and not settings.admin_key:
+        raise _shared_database_needs_a_key()
     configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     log.info(
         "hookd on http://%s:%d, database %s, %d workers",
         settings.host,
         settings.port,
-        Path(settings.db).resolve(),
+        open_store(settings.database_url, settings.db, settings.sync).where,
         settings.workers,
     )
     raise_open_files_limit()

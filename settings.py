@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 
 class SettingsError(ValueError):
@@ -122,6 +122,12 @@ def _programs(text: str) -> tuple[str, ...]:
     return programs
 
 
+def _database_url(text: str) -> str:
+    if text and urlsplit(text).scheme.lower() not in ("postgresql", "postgres"):
+        raise ValueError("must be a postgresql:// URL, like postgresql://hookd:secret@db.example.org/hookd")
+    return text.strip()
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -143,6 +149,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", "127.0.0.1", "Address to listen on. Use 0.0.0.0 to accept other machines."),
     Setting("port", "7091", "TCP port to listen on (DocsGPT's).", _port),
     Setting("db", "./hookd.db", "SQLite database file; created with its schema when missing."),
+    Setting(
+        "database_url",
+        "",
+        "postgresql://user:password@host/database: keep hookd's data in PostgreSQL instead of"
+        " HOOKD_DB (pip install 'hookd[postgres]'; HOOKD_ADMIN_KEY is then required). Unset: SQLite.",
+        _database_url,
+        secret=True,
+    ),
     Setting("workers", "8", "Agent runs in flight at once, across all agents.", _positive_int),
     Setting(
         "admin_key",
@@ -301,6 +315,7 @@ class Settings:
     host: str
     port: int
     db: str
+    database_url: str
     workers: int
     admin_key: str
     metrics_key: str
@@ -329,8 +344,19 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     def secret_values(self) -> list[str]:
-        """The secret settings' values that are set: what no log line may show."""
-        return [value for s in SETTINGS if s.secret and (value := getattr(self, s.name))]
+        """The secret settings' values that are set, and the database URL's password: what no log
+        line may show."""
+        values = [
+            value
+            for s in SETTINGS
+            if s.secret and s.name != "database_url" and (value := getattr(self, s.name))
+        ]
+        # Of the database URL, its passwords: the rest (host, database) is for log lines to say.
+        if self.database_url:
+            parts = urlsplit(self.database_url)
+            query = parse_qsl(parts.query)
+            values += [p for p in (parts.password, *(v for k, v in query if k == "password")) if p]
+        return values
 
     def __repr__(self) -> str:  # keys must never reach a log line or a traceback
         shown = {

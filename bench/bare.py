@@ -10,7 +10,7 @@ size as hookd's, made up from the id instead of read from a database.
 
 `--commit DB SYNC` adds the one thing a durable accept cannot skip: before answering, the
 webhook inserts a row (id, payload, time) into a one-table SQLite file in WAL mode with
-`synchronous=SYNC`, through hookd's own group-commit writer (tasks/sqlite_writer.py), and
+`synchronous=SYNC`, through hookd's own group-commit writer (tasks/sqlite/writer.py), and
 answers with that row's id. The distance from the bare handler to this one is the price of
 durability; from this one to hookd, the price of hookd's own request handling (token, rate
 limit, signature and idempotency checks, validation, the worker wake-up, metrics).
@@ -42,8 +42,8 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # hookd's writer, for --commit
 from tasks.ids import uuid7
-from tasks.sqlite_store import POINT_READ_MMAP_BYTES
-from tasks.sqlite_writer import Writer
+from tasks.sqlite.store import POINT_READ_MMAP_BYTES
+from tasks.sqlite.writer import Writer
 
 writer_key = web.AppKey("writer", Writer)
 reader_key = web.AppKey("reader", sqlite3.Connection)

@@ -1,6 +1,6 @@
 """Databases for the benchmark, made straight with SQLite in bulk and cached between runs.
 
-hookd's own schema (schema.sql, through tasks/sqlite_schema.py) and one agent whose webhook
+hookd's own schema (schema.sql, through tasks/sqlite/schema.py) and one agent whose webhook
 token is known to the benchmark; then N tasks generated inside SQLite by one INSERT … SELECT
 over a counter, so a million rows take seconds, not the hours a million webhooks would.
 Task ids are UUIDv7-shaped and time-ordered like hookd's, so the indexes have the shape a
@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tasks.sqlite_schema import migrations, schema_sql, set_up  # noqa: E402
+from tasks.sqlite.schema import migrations, schema_sql, set_up  # noqa: E402
 
 CACHE_DIR = Path(tempfile.gettempdir()) / "hookd-bench-cache"
 # A webhook token as hookd issues them (43 URL-safe characters); not a secret, only a fixture.

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agents.agent import validate_agent_fields
 from agents.knowledge import PreparedSource, prepare_source, search_terms
 from agents.tokens import new_token
-from tasks.sqlite_store import SQLiteStore
+from tasks.sqlite.store import SQLiteStore
 
 TARGET_MS = 20.0
 VOCABULARY = 30_000

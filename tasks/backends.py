@@ -14,7 +14,7 @@ def open_store(database_url: str, sqlite_path: str, sync: str) -> Store:
     """The store for `database_url` (postgresql://…), or without one SQLite's at `sqlite_path`
     (`sync`: its PRAGMA synchronous). Not opened yet: the caller awaits `open()`."""
     if not database_url:
-        from tasks.sqlite_store import SQLiteStore
+        from tasks.sqlite.store import SQLiteStore
 
         return SQLiteStore(sqlite_path, sync=sync)
     scheme = urlsplit(database_url).scheme.lower()

@@ -1,5 +1,5 @@
 """Rows as every backend stores them: the columns of agents, tasks, deliveries and sources,
-and how a row becomes hookd's object. Both stores (tasks/sqlite_store.py, tasks/postgres/)
+and how a row becomes hookd's object. Both stores (tasks/sqlite/store.py, tasks/postgres/)
 select these columns in this order, so they return equal objects for equal rows.
 """
 

@@ -1,6 +1,6 @@
 """The store: every operation hookd performs on its database, as one small interface.
 
-SQLite (tasks/sqlite_store.py) is the embedded default; PostgreSQL (tasks/postgres/) is for
+SQLite (tasks/sqlite/store.py) is the embedded default; PostgreSQL (tasks/postgres/) is for
 several nodes on one database. tasks/backends.py is the one place a backend is chosen, and
 tests/test_store_contract.py proves both against these contracts. Nothing outside the store
 knows which database it talks to.
@@ -8,6 +8,7 @@ knows which database it talks to.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -201,6 +202,19 @@ class Store(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Finish the writes already submitted, then disconnect."""
+
+    @property
+    @abstractmethod
+    def where(self) -> str:
+        """The database, for log lines and messages: a file's path, or a URL without its password."""
+
+    @abstractmethod
+    def serving(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Held for as long as a server serves this database (entered before `open`):
+        StorageUnavailable if another server holds it. At start-up a server takes every STARTED
+        task for one its last stop interrupted, so two on one database would run each other's
+        tasks twice; until runs are held under leases, one server at a time serves a database.
+        The CLI's commands need no such hold: they are ordinary transactions."""
 
     # -- agents ------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from agents import apply
 from agents.agent import SavePolicy, validate_agent_fields
 from agents.signatures import new_secret
 from errors import Conflict, InvalidInput, NotFound
-from tasks.sqlite_store import SQLiteStore
+from tasks.sqlite.store import SQLiteStore
 from tests.processes import REPO_ROOT, clean_environ
 from tests.test_cli import CLI_TIMEOUT_S, WEBHOOK_LINE, Cli
 

@@ -24,7 +24,7 @@ import pytest
 from aiohttp import web
 
 from tasks.callbacks import sign
-from tasks.sqlite_store import SQLiteStore
+from tasks.sqlite.store import SQLiteStore
 from tests.conftest import Hookd
 from tests.processes import free_port
 from tests.remote import poll

@@ -8,8 +8,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from tasks.sqlite_schema import migrations, schema_version
-from tasks.sqlite_store import SQLiteStore
+from tasks.sqlite.schema import migrations, schema_version
+from tasks.sqlite.store import SQLiteStore
 
 SCHEMA_V1 = Path(__file__).parent / "data" / "schema_v1.sql"
 

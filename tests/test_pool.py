@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-import tasks.sqlite_writer as sqlite_writer
+import tasks.sqlite.writer as sqlite_writer
 from agents.providers import ModelError
 from agents.run import RunContext
 from tasks.pool import WorkerPool
-from tasks.sqlite_store import SQLiteStore
+from tasks.sqlite.store import SQLiteStore
 
 TOKEN_SHA256 = b"h" * 32
 

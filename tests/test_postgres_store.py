@@ -22,7 +22,7 @@ from tasks.postgres.connection import SCHEMA_LOCK, shown_url
 from tasks.postgres.knowledge import SEARCH_SQL
 from tasks.postgres.schema import migrations, schema_version
 from tasks.postgres.store import CLAIM_SQL
-from tasks.sqlite_store import SQLiteStore
+from tasks.sqlite.store import SQLiteStore
 from tests.postgres_server import PASSWORD, PASSWORD_USER, PostgresServer
 
 

@@ -102,7 +102,9 @@ def test_extras_name_what_pip_installs_besides_hookd() -> None:
     assert build_pyz.pip_requirement("") == str(REPO_ROOT)  # the default: hookd alone
     assert build_pyz.pip_requirement("mcp") == f"hookd[mcp] @ {REPO_ROOT.as_uri()}"
     assert build_pyz.pip_requirement(" mcp, ") == f"hookd[mcp] @ {REPO_ROOT.as_uri()}"
-    with pytest.raises(SystemExit, match=r"^build_pyz: unknown extra 'mpc'; hookd's extras are: mcp\.$"):
+    with pytest.raises(
+        SystemExit, match=r"^build_pyz: unknown extra 'mpc'; hookd's extras are: mcp, postgres\.$"
+    ):
         build_pyz.pip_requirement("mpc")
     with pytest.raises(SystemExit, match="unknown extra 'test'"):  # the test tools are no run-time extra
         build_pyz.pip_requirement("test")

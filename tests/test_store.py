@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tasks.ids import uuid7
-from tasks.sqlite_schema import schema_version
-from tasks.sqlite_store import CLAIM_SQL, SQLiteStore
+from tasks.sqlite.schema import schema_version
+from tasks.sqlite.store import CLAIM_SQL, SQLiteStore
 
 
 @pytest.fixture

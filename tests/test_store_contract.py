@@ -26,7 +26,7 @@ from errors import Conflict, InvalidInput, NotFound
 from tasks.backends import open_store
 from tasks.postgres.store import CLAIM_SCAN_ROWS_MIN as POSTGRES_SCAN_ROWS_MIN
 from tasks.postgres.store import CLAIM_SCAN_ROWS_PER_SLOT as POSTGRES_ROWS_PER_SLOT
-from tasks.sqlite_store import CLAIM_SCAN_ROWS_MIN, CLAIM_SCAN_ROWS_PER_SLOT, SQLiteStore
+from tasks.sqlite.store import CLAIM_SCAN_ROWS_MIN, CLAIM_SCAN_ROWS_PER_SLOT, SQLiteStore
 from tasks.store import (
     IDEMPOTENCY_WINDOW_S,
     LIST_PREVIEW_CHARS,

@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 
 from agents.tools.addresses import address_kind
-from tasks.sqlite_store import SQLiteStore
+from tasks.sqlite.store import SQLiteStore
 from tests.conftest import Hookd
 from tests.fake_llm import FakeLLM
 from tests.processes import HookdProcesses

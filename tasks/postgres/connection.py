@@ -9,6 +9,7 @@ without its password. Everything else is a bug and stays what asyncpg raised.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,6 +23,7 @@ from tasks.store import Store
 
 # Advisory locks are (class, key) pairs; hookd's two classes spell "hook" and "hoom" in ASCII.
 SCHEMA_LOCK = (0x686F6F6B, 0)  # held while one node creates or migrates the schema
+SERVE_LOCK = (0x686F6F6B, 1)  # held by the one node serving the database (see Store.serving)
 CLAIM_LOCK_CLASS = 0x686F6F6D  # with hashtext(agent id): one node at a time claims for a limited agent
 
 CONNECT_TIMEOUT_S = 10.0
@@ -96,6 +98,32 @@ class PostgresBase(Store):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.shown_url!r})"
+
+    @property
+    def where(self) -> str:
+        return self.shown_url
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        """A session advisory lock on a connection of its own, held while serving: PostgreSQL
+        drops it with the connection, so a node that dies (kill -9, power) lets the next one in."""
+        try:
+            conn = await asyncpg.connect(
+                self.url, timeout=CONNECT_TIMEOUT_S, server_settings={"application_name": "hookd serve lock"}
+            )
+        except _UNAVAILABLE_AT_CONNECT as exc:
+            raise self.unavailable(exc) from None
+        try:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *SERVE_LOCK):
+                raise StorageUnavailable(
+                    f"Another hookd node is serving {self.shown_url}. Until several nodes can share"
+                    " one database (runs held under leases), one serves it at a time: two would run"
+                    " each other's tasks twice. Stop the other one first."
+                )
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), CONNECT_TIMEOUT_S)
 
     def unavailable(self, exc: BaseException) -> StorageUnavailable:
         """StorageUnavailable for `exc`, its text cleared of the URL's password."""

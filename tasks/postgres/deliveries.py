@@ -2,7 +2,7 @@
 
 A delivery is inserted by the same statement or transaction that makes its task final
 (`queue_delivery_cte`, `queue_deliveries`), so it exists exactly when its result does, as in
-SQLite (tasks/sqlite_deliveries.py). `PostgresDeliveries` holds the store methods the delivery
+SQLite (tasks/sqlite/deliveries.py). `PostgresDeliveries` holds the store methods the delivery
 loop (tasks/callbacks.py) and the admin API use.
 """
 

@@ -50,7 +50,7 @@ from tasks.store import (
 )
 
 # How far down the queue a claim looks when an agent with max_concurrency has tasks in it, as
-# in SQLite (tasks/sqlite_store.py): a few rows per free slot, within bounds.
+# in SQLite (tasks/sqlite/store.py): a few rows per free slot, within bounds.
 CLAIM_SCAN_ROWS_PER_SLOT = 4
 CLAIM_SCAN_ROWS_MIN = 64
 CLAIM_SCAN_ROWS_MAX = 4000

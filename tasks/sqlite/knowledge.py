@@ -16,7 +16,7 @@ from agents.knowledge import Passage, PreparedSource, Source
 from errors import Conflict, NotFound
 from tasks.ids import uuid7
 from tasks.rows import SOURCE_COLUMNS, source_from_row
-from tasks.sqlite_writer import WriteOp
+from tasks.sqlite.writer import WriteOp
 from tasks.store import Store
 
 T = TypeVar("T")

@@ -21,7 +21,7 @@ def _resource(name: str) -> Traversable:
     packaged = resources.files("tasks").joinpath(name)
     if packaged.is_file() or packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / name
+    return Path(__file__).resolve().parents[2] / name
 
 
 def schema_sql() -> str:

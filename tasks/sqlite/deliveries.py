@@ -1,6 +1,6 @@
 """The SQLite store's callback deliveries: queued with a task's final result, then attempted.
 
-`queue_deliveries` runs inside the writes that make tasks final (tasks/sqlite_store.py), so a
+`queue_deliveries` runs inside the writes that make tasks final (tasks/sqlite/store.py), so a
 delivery exists exactly when its result does. `SQLiteDeliveries` holds the store methods the
 delivery loop (tasks/callbacks.py) and the admin API use; `SQLiteStore` inherits them.
 """
@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from agents.tokens import new_signing_secret
 from tasks.ids import uuid7
 from tasks.rows import DELIVERY_COLUMNS
-from tasks.sqlite_writer import WriteOp
+from tasks.sqlite.writer import WriteOp
 from tasks.store import Delivery
 
 T = TypeVar("T")

@@ -1,6 +1,6 @@
 """The SQLite store: one file, one writer connection, two reader connections.
 
-Writes are plain functions handed to the `Writer` (tasks/sqlite_writer.py), which applies
+Writes are plain functions handed to the `Writer` (tasks/sqlite/writer.py), which applies
 them with group commit; each method returns after its write is committed. Reads use their
 own aiosqlite connection; in WAL mode they never wait for the writer. A task looked up by id
 (the status poll, hookd's most frequent read) is read on the event loop's own thread instead:
@@ -9,12 +9,13 @@ a primary-key lookup takes microseconds, less than the hop to a reader thread an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,11 +32,12 @@ from tasks.rows import (
     listed_task_from_row,
     task_from_row,
 )
-from tasks.sqlite_agents import SQLiteAgents
-from tasks.sqlite_deliveries import SQLiteDeliveries, fill_callback_secrets, queue_deliveries
-from tasks.sqlite_knowledge import SQLiteKnowledge
-from tasks.sqlite_schema import set_up as set_up_schema
-from tasks.sqlite_writer import WriteOp, Writer
+from tasks.sqlite import serve_lock
+from tasks.sqlite.agents import SQLiteAgents
+from tasks.sqlite.deliveries import SQLiteDeliveries, fill_callback_secrets, queue_deliveries
+from tasks.sqlite.knowledge import SQLiteKnowledge
+from tasks.sqlite.schema import set_up as set_up_schema
+from tasks.sqlite.writer import WriteOp, Writer
 from tasks.store import (
     IDEMPOTENCY_WINDOW_S,
     STATUSES,
@@ -153,8 +155,8 @@ def _warn_if_shared(path: str) -> None:
 
 
 class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
-    """The store (tasks/store.py), its agents in tasks/sqlite_agents.py, deliveries in
-    tasks/sqlite_deliveries.py, sources and chunks in tasks/sqlite_knowledge.py."""
+    """The store (tasks/store.py), its agents in tasks/sqlite/agents.py, deliveries in
+    tasks/sqlite/deliveries.py, sources and chunks in tasks/sqlite/knowledge.py."""
 
     def __init__(self, path: str, *, sync: str = "full") -> None:
         self.path = str(Path(path).expanduser())
@@ -164,6 +166,15 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
         self._writer: Writer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        return str(Path(self.path).resolve())
+
+    @contextlib.asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        with serve_lock.serving(self.path):  # a file lock beside the database, flock'd
+            yield
 
     def _pragmas(self) -> list[str]:
         return [

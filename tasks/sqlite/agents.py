@@ -1,6 +1,6 @@
 """The SQLite store's agents: their columns, and the store methods that read and write them.
 
-`SQLiteStore` (tasks/sqlite_store.py) inherits `SQLiteAgents`; claims read agents with the same
+`SQLiteStore` (tasks/sqlite/store.py) inherits `SQLiteAgents`; claims read agents with the same
 columns (`AGENT_COLUMNS`, `agent_from_row`).
 """
 
@@ -17,7 +17,7 @@ from errors import Conflict, NotFound
 from tasks.ids import uuid7
 from tasks.json_text import json_text
 from tasks.rows import AGENT_COLUMNS, agent_from_row, agent_row
-from tasks.sqlite_writer import WriteOp
+from tasks.sqlite.writer import WriteOp
 from tasks.store import cancelled_result
 
 T = TypeVar("T")
