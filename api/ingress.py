@@ -68,8 +68,13 @@ UNCHECKED = Ingress()
 def idempotency_key(
     headers: Mapping[str, str], names: tuple[str, ...] = IDEMPOTENCY_HEADERS
 ) -> tuple[str, str] | None:
-    """(header name, key) from the first of `names` present; InvalidInput if it is unusable."""
-    for name in names:
+    """(header name, key) from the first of `names` present.
+
+    InvalidInput if any idempotency header present is unusable, whether or not it is the one
+    that counts: a sender's malformed key is a bug to be told about, never silently ignored.
+    """
+    found = None
+    for name in IDEMPOTENCY_HEADERS:
         key = headers.get(name)
         if key is None:
             continue
@@ -78,8 +83,9 @@ def idempotency_key(
                 f"The {name} header must be 1 to {MAX_KEY_CHARS} printable ASCII characters;"
                 " nothing was stored."
             )
-        return name, key
-    return None
+        if found is None and name in names:
+            found = name, key
+    return found
 
 
 async def _raw_request(request: web.Request, why: str) -> bytes:

@@ -111,20 +111,25 @@ _KEY_RULES = (
     "Repeated for the same agent within 24 hours, the answer is the first request's task_id with"
     " Idempotent-Replayed: true, and nothing is stored; with another body (compared by the SHA-256"
     " of the raw body; of a GET, of its query string) it is refused with 422."
-    f" 1 to {MAX_KEY_CHARS} printable ASCII characters, else 400."
 )
+# Each is checked whenever it is present, the one that counts or not: a malformed key is a
+# sender's bug, and ignoring it would silently lose the idempotency the sender asked for.
+_KEY_CHECKED = f" 1 to {MAX_KEY_CHARS} printable ASCII characters whenever present, else 400."
 IDEMPOTENCY_PARAMETERS = [
-    _header(IDEMPOTENCY_HEADERS[0], f"The request's idempotency key. {_KEY_RULES}", _KEY_SCHEMA),
+    _header(
+        IDEMPOTENCY_HEADERS[0], f"The request's idempotency key. {_KEY_RULES}{_KEY_CHECKED}", _KEY_SCHEMA
+    ),
     _header(
         IDEMPOTENCY_HEADERS[1],
         "Standard Webhooks' message id (covered by its signature): the idempotency key when there"
-        f" is no {IDEMPOTENCY_HEADERS[0]}.",
+        f" is no {IDEMPOTENCY_HEADERS[0]}, and the only one for an agent that requires Standard"
+        f" Webhooks signatures.{_KEY_CHECKED}",
         _KEY_SCHEMA,
     ),
     _header(
         IDEMPOTENCY_HEADERS[2],
         "GitHub's delivery id (a redelivery keeps it): the idempotency key when neither header"
-        " above is present.",
+        f" above is present.{_KEY_CHECKED}",
         _KEY_SCHEMA,
     ),
 ]

@@ -364,6 +364,32 @@ async def test_unusable_keys_are_400(hookd: Hookd, key: str) -> None:
     assert hookd.count_rows() == 0
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Idempotency-Key": "k", "X-GitHub-Delivery": ""},
+        {"Idempotency-Key": "k", "webhook-id": "tab\there"},
+        {"webhook-id": "msg_1", "X-GitHub-Delivery": "k" * 256},
+    ],
+    ids=["empty-delivery", "tab-in-webhook-id", "long-delivery"],
+)
+async def test_every_idempotency_header_is_checked_not_only_the_key(
+    hookd: Hookd, headers: dict[str, str]
+) -> None:
+    agent = await hookd.create_agent()
+    bad = next(name for name, value in headers.items() if value not in ("k", "msg_1"))
+    await refused(await send(hookd, agent, {}, **headers), 400, f"The {bad} header", "255")
+    assert hookd.count_rows() == 0
+
+
+async def test_a_signed_agent_checks_the_headers_it_does_not_count(hookd: Hookd) -> None:
+    agent = await hookd.create_agent(signature={"type": "standard-webhooks", "secret": SW_SECRET})
+    body = b"{}"
+    unusable = sw_headers(body, msg_id="msg_1") | {"Idempotency-Key": ""}
+    await refused(await post(hookd, agent, body, unusable), 400, "Idempotency-Key")
+    assert hookd.count_rows() == 0
+
+
 async def test_multipart_with_a_key_is_400(hookd: Hookd) -> None:
     agent = await hookd.create_agent()
     form = FormData({"question": "hi"})

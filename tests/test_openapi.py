@@ -20,6 +20,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 from schemathesis import GenerationMode
 
 from agents.agent import validate_agent_fields
@@ -84,6 +85,40 @@ async def test_the_document_is_served_without_auth(hookd: Hookd) -> None:
     assert response.status == 200
     assert response.content_type == "application/json"
     assert await response.json() == DOCUMENT
+
+
+# -- where the document and hookd disagreed (issue 10; Schemathesis found each) ----------
+
+
+def document_accepts(instance: Any, *pointer: str | int) -> bool:
+    """Whether the document's schema at `pointer` (the keys down to it) takes `instance`."""
+    schema: Any = DOCUMENT
+    for key in pointer:
+        schema = schema[key]
+    validator = Draft202012Validator(
+        schema | {"components": DOCUMENT["components"]}, format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+    return bool(validator.is_valid(instance))
+
+
+def webhook_header(name: str) -> tuple[str | int, ...]:
+    """The pointer to the schema of one of the POST webhook's headers."""
+    parameters = PATHS[WEBHOOK]["post"]["parameters"]
+    (n,) = [n for n, parameter in enumerate(parameters) if parameter["name"] == name]
+    return ("paths", WEBHOOK, "post", "parameters", n, "schema")
+
+
+async def test_an_empty_github_delivery_beside_an_idempotency_key_is_refused_as_documented(
+    hookd: Hookd,
+) -> None:
+    assert not document_accepts("", *webhook_header("X-GitHub-Delivery"))
+    assert document_accepts("72d3162e-cc78-11e3-81ab-4c9367dc0958", *webhook_header("X-GitHub-Delivery"))
+    agent = await hookd.create_agent()
+    headers = {"Idempotency-Key": "k", "X-GitHub-Delivery": ""}
+    response = await hookd.client.post(agent["webhook_path"], json={}, headers=headers)
+    assert response.status == 400, await response.text()
+    assert "X-GitHub-Delivery" in (await response.json())["message"]
+    assert hookd.count_rows() == 0
 
 
 # -- Schemathesis ------------------------------------------------------------------------
