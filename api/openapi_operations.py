@@ -110,7 +110,8 @@ _KEY_SCHEMA: Schema = {"type": "string", "pattern": f"^[\\x20-\\x7e]{{1,{MAX_KEY
 _KEY_RULES = (
     "Repeated for the same agent within 24 hours, the answer is the first request's task_id with"
     " Idempotent-Replayed: true, and nothing is stored; with another body (compared by the SHA-256"
-    " of the raw body; of a GET, of its query string) it is refused with 422."
+    " of the raw body; of a GET, of its query string; of a multipart form, of its fields as"
+    " stored) it is refused with 422."
 )
 # Each is checked whenever it is present, the one that counts or not: a malformed key is a
 # sender's bug, and ignoring it would silently lose the idempotency the sender asked for.
@@ -173,8 +174,10 @@ WEBHOOK_ACCEPTED["headers"] = {
     },
 }
 WEBHOOK_REFUSALS = {
-    "e400": "The body or query is malformed, an idempotency header is unusable, or Prefer: wait=N is"
-    " not 0 to 60; the message says how, and nothing was stored.",
+    "e400": "The body or query is malformed, an idempotency header is unusable, Prefer: wait=N is"
+    " not 0 to 60, or the agent requires signatures and the body is multipart/form-data (a"
+    " signature covers the raw body, which hookd does not keep for a multipart form); the"
+    " message says how, and nothing was stored.",
     "e401": "The agent requires a signature, and this one is missing, wrong or too old (the"
     " message names the header). Nothing was stored.",
     "e404": "No agent has this token (unknown, or rotated away).",

@@ -390,12 +390,30 @@ async def test_a_signed_agent_checks_the_headers_it_does_not_count(hookd: Hookd)
     assert hookd.count_rows() == 0
 
 
-async def test_multipart_with_a_key_is_400(hookd: Hookd) -> None:
+def multipart(fields: dict[str, str]) -> FormData:
+    return FormData(fields, default_to_multipart=True)  # a new random boundary each time
+
+
+async def test_a_multipart_form_with_a_key_is_compared_by_its_fields(hookd: Hookd) -> None:
     agent = await hookd.create_agent()
-    form = FormData({"question": "hi"})
-    form.add_field("file", b"x", filename="x.txt")  # forces multipart/form-data
-    response = await hookd.client.post(agent["webhook_path"], data=form, headers={"Idempotency-Key": "k"})
-    await refused(response, 400, "multipart")
+    key = {"Idempotency-Key": "form-1"}
+    first = await hookd.client.post(agent["webhook_path"], data=multipart({"question": "hi"}), headers=key)
+    assert first.status == 200, await first.text()
+    # The same fields in a new body (another boundary): the same request again.
+    again = await hookd.client.post(agent["webhook_path"], data=multipart({"question": "hi"}), headers=key)
+    assert again.status == 200, await again.text()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert (await again.json())["task_id"] == (await first.json())["task_id"]
+    other = await hookd.client.post(agent["webhook_path"], data=multipart({"question": "bye"}), headers=key)
+    await refused(other, 422, "Idempotency-Key", "different body")
+    assert hookd.count_rows() == 1
+    assert (await hookd.wait_for((await first.json())["task_id"]))["status"] == "SUCCESS"
+
+
+async def test_a_signed_agent_takes_no_multipart_body(hookd: Hookd) -> None:
+    agent = await hookd.create_agent(signature={"type": "github", "secret": GH_SECRET})
+    response = await hookd.client.post(agent["webhook_path"], data=multipart({"question": "hi"}))
+    await refused(response, 400, "Signature checks need the raw body", "multipart/form-data")
     assert hookd.count_rows() == 0
 
 

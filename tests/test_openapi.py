@@ -19,6 +19,7 @@ import hypothesis
 import pytest
 import requests
 import schemathesis
+from aiohttp import FormData
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from schemathesis import GenerationMode
@@ -106,6 +107,23 @@ def webhook_header(name: str) -> tuple[str | int, ...]:
     parameters = PATHS[WEBHOOK]["post"]["parameters"]
     (n,) = [n for n, parameter in enumerate(parameters) if parameter["name"] == name]
     return ("paths", WEBHOOK, "post", "parameters", n, "schema")
+
+
+async def test_a_multipart_webhook_may_carry_the_idempotency_key_the_document_lists(hookd: Hookd) -> None:
+    webhook = PATHS[WEBHOOK]["post"]
+    assert "multipart/form-data" in webhook["requestBody"]["content"]
+    assert "Idempotency-Key" in [parameter["name"] for parameter in webhook["parameters"]]
+    agent = await hookd.create_agent()
+    answers = []
+    for _ in range(2):
+        form = FormData({"question": "hi"}, default_to_multipart=True)
+        response = await hookd.client.post(
+            agent["webhook_path"], data=form, headers={"Idempotency-Key": "form-1"}
+        )
+        assert response.status == 200, await response.text()
+        answers.append(await response.json())
+    assert answers[0] == answers[1]  # the second was the first again: one task
+    assert hookd.count_rows() == 1
 
 
 async def test_an_empty_github_delivery_beside_an_idempotency_key_is_refused_as_documented(
