@@ -201,7 +201,13 @@ _MCP_STDIO: dict[str, Schema] = {
     "cwd": {"type": ["string", "null"], "description": "An absolute path."},
 }
 _MCP_HTTP: dict[str, Schema] = {
-    "url": {"type": "string", "description": "The streamable-HTTP endpoint, http:// or https://."},
+    "url": {
+        "type": "string",
+        "maxLength": mcp_config.MAX_TEXT_CHARS,
+        "pattern": mcp_config.URL_PATTERN,
+        "description": "The streamable-HTTP endpoint: an http:// or https:// URL in ASCII (percent-encode"
+        " anything else), without credentials: send those in a header named in headers_env.",
+    },
     "headers_env": {
         "type": ["object", "null"],
         "additionalProperties": _ENV_NAME,

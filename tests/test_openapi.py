@@ -109,6 +109,17 @@ def webhook_header(name: str) -> tuple[str | int, ...]:
     return ("paths", WEBHOOK, "post", "parameters", n, "schema")
 
 
+AGENT_BODY = ("paths", "/api/agents", "post", "requestBody", "content", "application/json", "schema")
+
+
+async def test_an_empty_mcp_url_is_refused_by_the_document_as_by_hookd(hookd: Hookd) -> None:
+    for url, status in [("", 400), ("https://example.com/mcp", 201)]:
+        body = {"name": f"mcp {status}", "mcp_servers": [{"name": "search", "url": url}]}
+        response = await hookd.client.post("/api/agents", json=body, headers=hookd.admin)
+        assert response.status == status, await response.text()
+        assert document_accepts(body, *AGENT_BODY) is (status == 201), url
+
+
 async def test_a_multipart_webhook_may_carry_the_idempotency_key_the_document_lists(hookd: Hookd) -> None:
     webhook = PATHS[WEBHOOK]["post"]
     assert "multipart/form-data" in webhook["requestBody"]["content"]
