@@ -10,7 +10,15 @@ from agents.knowledge import FORMATS, MAX_SOURCE_BYTES
 from agents.signatures import GITHUB_HEADER, TIMESTAMP_TOLERANCE_S
 from api.ingress import IDEMPOTENCY_HEADERS, MAX_KEY_CHARS
 from api.openapi_agent_schemas import agent_fields
-from api.openapi_schemas import SOURCE_NAME, TASK_STATUS_FIELDS, UUID, Schema, closed_object, ref
+from api.openapi_schemas import (
+    INDEXABLE_TEXT,
+    SOURCE_NAME,
+    TASK_STATUS_FIELDS,
+    UUID,
+    Schema,
+    closed_object,
+    ref,
+)
 from tasks.store import STATUSES
 
 # -- answers -----------------------------------------------------------------------------
@@ -192,6 +200,15 @@ SOURCE_FORMAT: Schema = {
     "description": "Left out, empty or null: from the extension (.txt, .md, .html, …) of the file's"
     " name or the source's name, else from the file's content type, else text.",
 }
+_SOMETHING_TO_INDEX = "Not only whitespace (nor HTML whose visible text is), and no NUL characters; else 400."
+SOURCE_TEXT: Schema = {
+    "type": "string",
+    "pattern": INDEXABLE_TEXT,
+    "description": f"Text, Markdown or HTML. {_SOMETHING_TO_INDEX}",
+}
+# hookd indexes text: a file part is UTF-8 text (a binary file, a PDF or an image, is a 400),
+# so it is described as text, not as format: binary (OpenAPI 3.1: contentMediaType).
+SOURCE_FILE_TYPES = "text/plain, text/markdown, text/html, application/xhtml+xml"
 SOURCE_UPLOAD: Schema = {
     "required": True,
     "description": "A source as JSON, or a file as multipart/form-data; at most"
@@ -199,19 +216,25 @@ SOURCE_UPLOAD: Schema = {
     "content": {
         "application/json": {
             "schema": closed_object(
-                {"name": SOURCE_NAME, "content": {"type": "string"}, "format": SOURCE_FORMAT},
+                {"name": SOURCE_NAME, "content": SOURCE_TEXT, "format": SOURCE_FORMAT},
                 required=("name", "content"),
             )
         },
         "multipart/form-data": {
             "schema": closed_object(
                 {
-                    "file": {"type": "string", "format": "binary", "description": "UTF-8 text."},
+                    "file": SOURCE_TEXT
+                    | {
+                        "contentMediaType": "text/plain",
+                        "description": "The file (or a plain field): UTF-8 text, Markdown or HTML;"
+                        f" a binary file (a PDF, an image) is a 400. {_SOMETHING_TO_INDEX}",
+                    },
                     "name": SOURCE_NAME | {"description": "Left out: the file's name."},
                     "format": SOURCE_FORMAT | {"enum": [*FORMATS, ""]},
                 },
                 required=("file",),
-            )
+            ),
+            "encoding": {"file": {"contentType": SOURCE_FILE_TYPES}},
         },
     },
 }

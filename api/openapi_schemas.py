@@ -25,9 +25,12 @@ TIME: Schema = {"type": "string", "format": "date-time", "description": "UTC, to
 TIME_OR_NULL: Schema = {"type": ["string", "null"], "format": "date-time"}
 
 # A name must hold something other than whitespace: the characters Python's str.strip() removes.
-NOT_BLANK = (
-    "[^\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+_WHITESPACE = (
+    "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
 )
+NOT_BLANK = f"[^{_WHITESPACE}]"
+# A source's text: something to index (not only whitespace), and no NUL (agents/knowledge.py).
+INDEXABLE_TEXT = f"^[{_WHITESPACE}]*[^\\x00{_WHITESPACE}][^\\x00]*$"
 
 
 def closed_object(properties: dict[str, Schema], required: tuple[str, ...] | None = None) -> Schema:

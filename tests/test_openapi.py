@@ -109,6 +109,11 @@ def webhook_header(name: str) -> tuple[str | int, ...]:
     return ("paths", WEBHOOK, "post", "parameters", n, "schema")
 
 
+# A 1×1 grey PNG: the image Schemathesis sent as a binary part.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108000000003a7e9b55"
+    "0000000a49444154789c636000000002000148afa4710000000049454e44ae426082"
+)
 AGENT_BODY = ("paths", "/api/agents", "post", "requestBody", "content", "application/json", "schema")
 
 
@@ -118,6 +123,27 @@ async def test_an_empty_mcp_url_is_refused_by_the_document_as_by_hookd(hookd: Ho
         response = await hookd.client.post("/api/agents", json=body, headers=hookd.admin)
         assert response.status == status, await response.text()
         assert document_accepts(body, *AGENT_BODY) is (status == 201), url
+
+
+async def test_a_source_file_is_text_to_the_document_and_a_binary_one_is_refused(hookd: Hookd) -> None:
+    """The document described the file part as binary (format: binary), so Schemathesis sent
+    an image; hookd indexes only UTF-8 text, so the document now says text, as hookd does."""
+    form = DOCUMENT["paths"]["/api/agents/{agent_id}/sources"]["post"]["requestBody"]["content"]
+    file = form["multipart/form-data"]["schema"]["properties"]["file"]
+    assert file["type"] == "string" and "format" not in file
+    assert file["contentMediaType"] == "text/plain"
+    part_types = form["multipart/form-data"]["encoding"]["file"]["contentType"].split(", ")
+    assert set(part_types) == {"text/plain", "text/markdown", "text/html", "application/xhtml+xml"}
+    agent = await hookd.create_agent()
+    for content, status in [(PNG, 400), (b"# Notes\n\nThe door code is 4711.", 201)]:
+        upload = FormData()
+        upload.add_field("file", content, filename="notes.md", content_type="text/markdown")
+        response = await hookd.client.post(
+            f"/api/agents/{agent['id']}/sources", data=upload, headers=hookd.admin
+        )
+        assert response.status == status, await response.text()
+        if status == 400:
+            assert "is not valid UTF-8 text" in (await response.json())["message"]
 
 
 async def test_a_multipart_webhook_may_carry_the_idempotency_key_the_document_lists(hookd: Hookd) -> None:
