@@ -207,8 +207,9 @@ SOURCE_TEXT: Schema = {
     "description": f"Text, Markdown or HTML. {_SOMETHING_TO_INDEX}",
 }
 # hookd indexes text: a file part is UTF-8 text (a binary file, a PDF or an image, is a 400),
-# so it is described as text, not as format: binary (OpenAPI 3.1: contentMediaType).
-SOURCE_FILE_TYPES = "text/plain, text/markdown, text/html, application/xhtml+xml"
+# so it is described as text, not as format: binary (OpenAPI 3.1: contentMediaType). The part's
+# own Content-Type is not pinned by an `encoding`: any is taken, and these name a format.
+SOURCE_FILE_TYPES = "text/plain, text/markdown, text/html or application/xhtml+xml"
 SOURCE_UPLOAD: Schema = {
     "required": True,
     "description": "A source as JSON, or a file as multipart/form-data; at most"
@@ -227,14 +228,21 @@ SOURCE_UPLOAD: Schema = {
                     | {
                         "contentMediaType": "text/plain",
                         "description": "The file (or a plain field): UTF-8 text, Markdown or HTML;"
-                        f" a binary file (a PDF, an image) is a 400. {_SOMETHING_TO_INDEX}",
+                        f" a binary file (a PDF, an image) is a 400. {_SOMETHING_TO_INDEX} A file"
+                        f" part's Content-Type {SOURCE_FILE_TYPES} names its format when neither"
+                        " `format` nor a name's extension does.",
                     },
-                    "name": SOURCE_NAME | {"description": "Left out: the file's name."},
+                    "name": SOURCE_NAME
+                    | {
+                        "description": SOURCE_NAME["description"] + " May be left out when the file"
+                        " part has a filename: the source is then called that."
+                    },
                     "format": SOURCE_FORMAT | {"enum": [*FORMATS, ""]},
                 },
-                required=("file",),
+                # `name` may be left out of a file part with a filename, which a schema cannot
+                # say; required here, the document says what any upload may do.
+                required=("file", "name"),
             ),
-            "encoding": {"file": {"contentType": SOURCE_FILE_TYPES}},
         },
     },
 }
