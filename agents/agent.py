@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from agents.env_names import check_env_name
 from agents.mcp_config import check_mcp_servers, refuse_unlisted_commands
+from agents.numbers import whole_number
 from agents.prompt import check_template
 from agents.signatures import Signature, validate_signature
 from agents.structured import check_json_schema
@@ -112,11 +113,12 @@ def _text(name: str, value: Any, *, max_chars: int, required: bool = False) -> s
 
 
 def _int(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    number = whole_number(value)
+    if number is None:
         raise InvalidInput(f"'{name}' must be a whole number from {low} to {high}.")
-    if not low <= value <= high:
+    if not low <= number <= high:
         raise InvalidInput(f"'{name}' must be from {low} to {high}, not {value}.")
-    return value
+    return number
 
 
 def _llm(value: Any) -> dict[str, str]:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from agents.env_names import ENV_NAME, check_env_name
+from agents.numbers import whole_number
 from errors import InvalidInput
 
 MAX_SERVERS = 10
@@ -205,8 +206,8 @@ def _check_server(config: Any, where: str) -> dict[str, Any]:
     server["tools"] = tools
     server["connect_timeout_s"] = _seconds(config, "connect_timeout_s", DEFAULT_CONNECT_TIMEOUT_S, where)
     server["timeout_s"] = _seconds(config, "timeout_s", DEFAULT_TIMEOUT_S, where)
-    chars = config.get("max_output_chars", DEFAULT_MAX_OUTPUT_CHARS)
-    if isinstance(chars, bool) or not isinstance(chars, int) or not 1 <= chars <= MAX_OUTPUT_CHARS:
+    chars = whole_number(config.get("max_output_chars", DEFAULT_MAX_OUTPUT_CHARS))
+    if chars is None or not 1 <= chars <= MAX_OUTPUT_CHARS:
         raise InvalidInput(f"'{where}.max_output_chars' must be a whole number from 1 to {MAX_OUTPUT_CHARS}.")
     server["max_output_chars"] = chars
     return server

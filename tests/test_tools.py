@@ -436,6 +436,11 @@ async def test_tool_configs_are_checked_on_save(hookd: Hookd, fields: dict[str, 
     assert hookd.count_rows("agents") == 0
 
 
+async def test_a_tool_count_may_be_written_with_a_point(hookd: Hookd) -> None:
+    agent = await hookd.create_agent(tools=[{"type": "read_webpage", "max_chars": 5000.0}])
+    assert agent["tools"][0]["max_chars"] == 5000 and isinstance(agent["tools"][0]["max_chars"], int)
+
+
 async def test_saved_tools_show_their_defaults(hookd: Hookd) -> None:
     agent = await hookd.create_agent(
         tools=[
