@@ -17,6 +17,7 @@ from agents.signatures import Signature, validate_signature
 from agents.structured import check_json_schema
 from agents.tools.addresses import address_kind
 from agents.tools.registry import check_tools
+from agents.urls import URL_RULES, is_url
 from errors import InvalidInput
 from settings import Settings, parse_rate_limit
 
@@ -144,17 +145,10 @@ def _llm(value: Any) -> dict[str, str]:
     if "provider" in llm and llm["provider"] not in PROVIDERS:
         raise InvalidInput(f"'llm.provider' must be one of {', '.join(PROVIDERS)}.")
     if "base_url" in llm:
-        try:
-            parts = urlsplit(llm["base_url"])
-            parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
-        except ValueError:  # e.g. "http://[": an unterminated IPv6 address
-            valid = False
-        else:
-            valid = parts.scheme in ("http", "https") and bool(parts.netloc)
-        if not valid:
+        if not is_url(llm["base_url"]):
             raise InvalidInput(
                 "'llm.base_url' must be an http:// or https:// API root, e.g."
-                " http://127.0.0.1:11434/v1 or https://api.anthropic.com."
+                f" http://127.0.0.1:11434/v1 or https://api.anthropic.com; {URL_RULES}"
             )
         llm["base_url"] = llm["base_url"].rstrip("/")
     if "api_key_env" in llm:
@@ -178,23 +172,12 @@ def _callback_url(value: Any, *, allow_private: bool) -> str | None:
     url = _encodable("callback_url", value)
     if len(url) > MAX_URL_CHARS:
         raise InvalidInput(f"'callback_url' is too long: at most {MAX_URL_CHARS} characters.")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
-    except ValueError:
-        parts = None
-    if (
-        parts is None
-        or parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or any(c.isspace() or not c.isprintable() for c in url)
-    ):
+    if not is_url(url):
         raise InvalidInput(
-            "'callback_url' must be an http:// or https:// URL without spaces, e.g."
-            " https://example.org/hooks/hookd."
+            f"'callback_url' must be an http:// or https:// URL, e.g. https://example.org/hooks/hookd; {URL_RULES}"
         )
     if not allow_private:
-        host = parts.hostname
+        host = urlsplit(url).hostname or ""  # never empty: the pattern requires a host
         try:
             reason = address_refusal(ipaddress.ip_address(host))
         except ValueError:  # a name: checked on the address it resolves to, at each delivery

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from agents.env_names import ENV_NAME, check_env_name
 from agents.numbers import whole_number
+from agents.urls import URL_RULES, has_credentials, is_url
 from errors import InvalidInput
 
 MAX_SERVERS = 10
@@ -30,36 +31,6 @@ SERVER_NAME = re.compile(r"[A-Za-z0-9_-]{1,30}")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
 # Words in an `env` name that say its value is a secret, which must come through `env_from`.
 SECRET_WORDS = frozenset({"TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "APIKEY", "PAT", "CREDENTIALS"})
-
-
-def _url_pattern() -> str:
-    """An http(s) URL as RFC 3986 spells one (ASCII; anything else percent-encoded): a host name
-    or an address, an optional port from 0 to 65535, no credentials. The OpenAPI document
-    carries the same pattern, so it says exactly what is accepted; written with what Python's
-    re and ECMAScript's regular expressions read alike."""
-    h16 = "[0-9A-Fa-f]{1,4}"
-    octet = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
-    ls32 = f"({h16}:{h16}|{octet}(\\.{octet}){{3}})"
-
-    def pieces(n: int) -> str:  # n of `h16:`
-        return f"({h16}:){{{n}}}"
-
-    def before(n: int) -> str:  # what may stand before `::`: up to n+1 pieces
-        return f"(({h16}:){{0,{n}}}{h16})?"
-
-    ipv6 = "|".join(
-        [f"{pieces(6)}{ls32}", f"::{pieces(5)}{ls32}", f"({h16})?::{pieces(4)}{ls32}"]
-        + [f"{before(n)}::{pieces(3 - n)}{ls32}" for n in (1, 2)]
-        + [f"{before(3)}::{h16}:{ls32}", f"{before(4)}::{ls32}", f"{before(5)}::{h16}", f"{before(6)}::"]
-    )
-    name = "([-A-Za-z0-9._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+"
-    port = "0*([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
-    return f"^[Hh][Tt][Tt][Pp][Ss]?://(\\[({ipv6})\\]|{name})(:{port})?([/?#][!-~]*)?$"
-
-
-URL_PATTERN = _url_pattern()
-_URL = re.compile(URL_PATTERN)
-_WITH_CREDENTIALS = re.compile(r"[A-Za-z]+://[^/?#]*@")
 
 # Variables a started server may not be given (in `env` or `env_from`): they choose which
 # program runs (PATH) or make a program load or run other code (the dynamic loader's, the
@@ -270,16 +241,14 @@ def _names(value: Any, where: str, key_pattern: re.Pattern[str], example: str) -
 
 
 def _url(value: Any, where: str) -> str:
-    if isinstance(value, str) and _WITH_CREDENTIALS.match(value):
+    if isinstance(value, str) and has_credentials(value):
         raise InvalidInput(
             f"hookd never stores secrets: take the credentials out of '{where}' and send them in a"
             " header named in 'headers_env'."
         )
-    if not (_text(value) and _URL.fullmatch(value)):
+    if not (_text(value) and is_url(value, credentials=False)):
         raise InvalidInput(
-            f"'{where}' must be an http:// or https:// URL, like https://example.com/mcp: a host"
-            " name or address, a port up to 65535 if any, then printable ASCII only (no spaces;"
-            " percent-encode anything else)."
+            f"'{where}' must be an http:// or https:// URL, like https://example.com/mcp: {URL_RULES}"
         )
     return cast(str, value)
 

@@ -109,6 +109,8 @@ async def test_public_url_setting_shapes_the_webhook_url(make_hookd: Any) -> Non
         ({"name": "a", "rate_limit": 60}, 400, "'rate_limit' must be a string"),
         ({"name": "a", "rate_limit": "1" + "0" * 400 + "/s"}, 400, "'rate_limit' must look like"),
         ({"name": "a", "max_attempts": 1.5}, 400, "'max_attempts' must be a whole number"),
+        ({"name": "a", "llm": {"base_url": " http://h/v1"}}, 400, "'llm.base_url'"),
+        ({"name": "a", "llm": {"base_url": "http://h:99999/v1"}}, 400, "a port up to 65535"),
         ({"name": "a", "input_template": "{{ os.system('x') }}"}, 400, "unknown placeholder"),
     ],
 )
@@ -127,6 +129,11 @@ async def test_a_whole_number_may_be_written_with_a_point(hookd: Hookd) -> None:
     agent = await hookd.create_agent(max_attempts=2.0, knowledge_top_k=3.0)
     assert (agent["max_attempts"], agent["knowledge_top_k"]) == (2, 3)
     assert isinstance(agent["max_attempts"], int)
+
+
+async def test_a_base_url_may_name_an_ipv6_address(hookd: Hookd) -> None:
+    agent = await hookd.create_agent(llm={"base_url": "http://[::1]:11434/v1/"})
+    assert agent["llm"]["base_url"] == "http://[::1]:11434/v1"
 
 
 async def test_agent_names_are_unique(hookd: Hookd) -> None:
