@@ -23,6 +23,7 @@ from agents.agent import (
 )
 from agents.signatures import GITHUB, MAX_SECRET_CHARS, SIGNATURE_TYPES, STANDARD_WEBHOOKS
 from agents.tools import http_request, notify, read_webpage
+from agents.tools.addresses import ALLOW_HOST
 from agents.tools.registry import MAX_TOOLS
 from api.openapi_schemas import NOT_BLANK, TIME, UUID, Schema, closed_object
 
@@ -93,9 +94,9 @@ _HOSTS: Schema = {
     "type": "array",
     "minItems": 1,
     "maxItems": 100,
-    "items": {"type": "string"},
-    "description": "Host names (api.example.com), *.example.org for its subdomains, IP addresses,"
-    " or * for any host.",
+    "items": {"type": "string", "pattern": ALLOW_HOST},
+    "description": "Host names (api.example.com; an IDN as its xn-- form), *.example.org for its"
+    " subdomains, IP addresses, or * for any host.",
 }
 _ALLOW_PRIVATE: Schema = {
     "type": "boolean",
@@ -124,7 +125,7 @@ _TOOL_KEYS: dict[str, dict[str, Schema]] = {
     read_webpage.NAME: {
         "allow_hosts": {
             "type": ["array", "null"],
-            "items": {"type": "string"},
+            "items": {"type": "string", "pattern": ALLOW_HOST},
             "minItems": 1,
             "maxItems": 100,
         }
