@@ -21,7 +21,14 @@ from agents.agent import (
     MAX_URL_CHARS,
     PROVIDERS,
 )
-from agents.signatures import GITHUB, MAX_SECRET_CHARS, SIGNATURE_TYPES, STANDARD_WEBHOOKS
+from agents.signatures import (
+    GITHUB,
+    MAX_SECRET_CHARS,
+    SECRET_PATTERN,
+    SIGNATURE_TYPES,
+    STANDARD_WEBHOOKS,
+    WHSEC_PATTERN,
+)
 from agents.tools import http_request, notify, read_webpage
 from agents.tools.addresses import ALLOW_HOST
 from agents.tools.registry import MAX_TOOLS
@@ -75,13 +82,18 @@ SIGNATURE_IN: Schema = {
         closed_object(
             {
                 "type": {"const": STANDARD_WEBHOOKS},
-                "secret": {"type": "string", "pattern": "^whsec_[A-Za-z0-9+/]{32,88}={0,2}$"},
+                "secret": {"type": "string", "pattern": WHSEC_PATTERN},
             }
         ),
         closed_object(
             {
                 "type": {"const": GITHUB},
-                "secret": {"type": "string", "minLength": 1, "maxLength": MAX_SECRET_CHARS},
+                "secret": {
+                    "type": "string",
+                    "pattern": SECRET_PATTERN,
+                    "description": f"1 to {MAX_SECRET_CHARS} printable ASCII characters, without"
+                    " surrounding spaces.",
+                },
             }
         ),
     ],

@@ -156,6 +156,8 @@ def test_standard_webhooks_refusals(change: dict[str, str | None], now: int, nam
         {"type": "github", "secret": ""},
         {"type": "github", "secret": " padded "},
         {"type": "github", "secret": "x" * 1025},
+        {"type": "github", "secret": "caf\u00e9"},  # printable, but not ASCII
+        {"type": "github", "secret": "zero\u200bwidth"},
         {"type": "github"},
         {"type": "gitlab", "secret": "s"},
         {"type": "github", "secret": "s", "extra": 1},
