@@ -32,10 +32,11 @@ from agents.signatures import (
 from agents.tools import http_request, notify, read_webpage
 from agents.tools.addresses import ALLOW_HOST
 from agents.tools.registry import MAX_TOOLS
-from api.openapi_schemas import NOT_BLANK, TIME, UUID, Schema, closed_object
+from api.openapi_schemas import NOT_BLANK, TIME, UUID, WHITESPACE, Schema, closed_object
 
-# The units of a rate_limit, as settings.py _RATE reads them.
+# The units of a rate_limit, as settings.py _RATE reads them, and the whitespace around its parts.
 RATE_UNITS = ("s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day")
+_SPACES = f"[{WHITESPACE}]*"
 
 
 def _or_empty(pattern: str) -> str:
@@ -288,7 +289,7 @@ def agent_fields() -> dict[str, Schema]:
             "type": ["string", "null"],
             "description": "Webhooks taken, like 60/min (per s, min, hour or day), in bursts up to the"
             " count; past it 429. null or empty: the server's HOOKD_RATE_LIMIT.",
-            "pattern": f"^\\s*(0*[1-9][0-9]*\\s*/\\s*({'|'.join(RATE_UNITS)})\\s*)?$",
+            "pattern": f"^{_SPACES}(0*[1-9][0-9]{{0,8}}{_SPACES}/{_SPACES}({'|'.join(RATE_UNITS)}){_SPACES})?$",
         },
         "status": {"enum": list(AGENT_STATUSES)},
         "signature": SIGNATURE_IN,
