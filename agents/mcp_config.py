@@ -35,19 +35,19 @@ SECRET_WORDS = frozenset({"TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "APIKE
 # Variables a started server may not be given (in `env` or `env_from`): they choose which
 # program runs (PATH) or make a program load or run other code (the dynamic loader's, the
 # interpreters' and the shells' startup hooks), which would get around HOOKD_MCP_COMMANDS.
-_CODE_LOADING_NAMES = frozenset(
+CODE_LOADING_NAMES = frozenset(
     {"PATH", "ENV", "BASH_ENV", "BROWSER", "IFS", "SHELLOPTS", "PS4", "PROMPT_COMMAND", "GCONV_PATH",
      "NODE_OPTIONS", "NODE_PATH", "PERL5OPT", "PERL5LIB", "PERLLIB", "RUBYOPT", "RUBYLIB",
      "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "GIT_SSH_COMMAND", "GIT_EXEC_PATH"}
 )  # fmt: skip
-_CODE_LOADING_PREFIXES = ("LD_", "DYLD_", "PYTHON", "NPM_CONFIG_", "UV_", "PIP_")
+CODE_LOADING_PREFIXES = ("LD_", "DYLD_", "PYTHON", "NPM_CONFIG_", "UV_", "PIP_")
 
 
 def loads_code(name: str) -> bool:
     """Whether setting this variable for a server could make it run a program or code other
     than the one HOOKD_MCP_COMMANDS lets it start."""
     upper = name.upper()
-    return upper in _CODE_LOADING_NAMES or upper.startswith(_CODE_LOADING_PREFIXES)
+    return upper in CODE_LOADING_NAMES or upper.startswith(CODE_LOADING_PREFIXES)
 
 
 def refuse_code_loading_names(names: Any, where: str) -> None:

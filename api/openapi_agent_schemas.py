@@ -7,6 +7,8 @@ The bounds come from agents/, so the document says what hookd checks.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from agents import mcp_config, urls
 from agents.agent import (
     AGENT_STATUSES,
@@ -21,6 +23,7 @@ from agents.agent import (
     MAX_URL_CHARS,
     PROVIDERS,
 )
+from agents.env_names import HOOKDS_OWN
 from agents.signatures import (
     GITHUB,
     MAX_SECRET_CHARS,
@@ -29,6 +32,7 @@ from agents.signatures import (
     STANDARD_WEBHOOKS,
     WHSEC_PATTERN,
 )
+from agents.structured import MAX_SCHEMA_CHARS
 from agents.tools import http_request, notify, read_webpage
 from agents.tools.addresses import ALLOW_HOST
 from agents.tools.registry import MAX_TOOLS
@@ -37,6 +41,17 @@ from api.openapi_schemas import NOT_BLANK, TIME, UUID, WHITESPACE, Schema, close
 # The units of a rate_limit, as settings.py _RATE reads them, and the whitespace around its parts.
 RATE_UNITS = ("s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day")
 _SPACES = f"[{WHITESPACE}]*"
+
+
+def _any_case(words: Iterable[str]) -> str:
+    """An alternation of `words` in any case: ECMAScript patterns carry no flags."""
+    return "|".join(
+        "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word) for word in sorted(words)
+    )
+
+
+# An agent may never name one of hookd's own settings as the variable a secret comes from.
+NOT_HOOKDS_OWN: Schema = {"type": "string", "pattern": f"^({_any_case([HOOKDS_OWN])})"}
 
 
 def _or_empty(pattern: str) -> str:
@@ -65,8 +80,10 @@ LLM_IN: Schema = {
         },
         "api_key_env": {
             "type": ["string", "null"],
-            "description": "The name of the environment variable holding the key.",
+            "description": "The name of the environment variable holding the key; not one of"
+            f" hookd's own ({HOOKDS_OWN}…).",
             "pattern": "^([A-Za-z_][A-Za-z0-9_]*)?$",
+            "not": NOT_HOOKDS_OWN,
         },
     },
     "additionalProperties": False,
@@ -158,7 +175,9 @@ _TOOL_KEYS: dict[str, dict[str, Schema]] = {
         "api_key_env": {
             "type": ["string", "null"],
             "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
-            "description": "The environment variable holding an ntfy access token, if the topic needs one.",
+            "not": NOT_HOOKDS_OWN,
+            "description": "The environment variable holding an ntfy access token, if the topic needs"
+            f" one; not one of hookd's own ({HOOKDS_OWN}…).",
         },
         "allow_private": _ALLOW_PRIVATE,
         "timeout_s": _seconds(notify.DEFAULT_TIMEOUT_S, notify.MAX_TIMEOUT_S),
@@ -178,6 +197,10 @@ def _tools(*, stored: bool) -> Schema:
         "type": "array" if stored else ["array", "null"],
         "maxItems": MAX_TOOLS,
         "items": {"oneOf": [_tool(kind, stored=stored) for kind in _TOOL_KEYS]},
+        "allOf": [  # each type at most once
+            {"contains": {"properties": {"type": {"const": kind}}}, "minContains": 0, "maxContains": 1}
+            for kind in _TOOL_KEYS
+        ],
         "description": "The tools the model may call, each type at most once. Keys are never stored:"
         " api_key_env names an environment variable of hookd's.",
     }
@@ -185,7 +208,27 @@ def _tools(*, stored: bool) -> Schema:
 
 # -- MCP servers ---------------------------------------------------------------------------
 
-_ENV_NAME: Schema = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}
+_VARIABLE = "^[A-Za-z_][A-Za-z0-9_]*$"
+# Names an agent may use for the hookd variables its secrets come from: never hookd's own.
+_ENV_NAME: Schema = {
+    "type": "string",
+    "pattern": _VARIABLE,
+    "not": NOT_HOOKDS_OWN,
+    "description": f"Not one of hookd's own settings ({HOOKDS_OWN}…).",
+}
+# Variables a server may not be given: they choose or load the code it runs (mcp_config.py).
+_LOADS_CODE = (
+    f"^(({_any_case(mcp_config.CODE_LOADING_NAMES)})$|{_any_case(mcp_config.CODE_LOADING_PREFIXES)})"
+)
+_SERVER_VARIABLE: Schema = {"pattern": _VARIABLE, "not": {"pattern": _LOADS_CODE}}
+_SECRET_LOOKING = f"(^|_)({_any_case(mcp_config.SECRET_WORDS)})(_|$)"  # must come through env_from
+# One string of a server's config: a process argument, so no NUL.
+_ARGUMENT: Schema = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": mcp_config.MAX_TEXT_CHARS,
+    "pattern": "^[^\\x00]*$",
+}
 _MCP_COMMON: dict[str, Schema] = {
     "name": {
         "type": "string",
@@ -195,7 +238,7 @@ _MCP_COMMON: dict[str, Schema] = {
     "tools": {
         "type": ["array", "null"],
         "minItems": 1,
-        "items": {"type": "string", "minLength": 1},
+        "items": _ARGUMENT,
         "description": "Only these of the server's tools are offered; null: all.",
     },
     "connect_timeout_s": _seconds(mcp_config.DEFAULT_CONNECT_TIMEOUT_S, mcp_config.MAX_TIMEOUT_S),
@@ -207,20 +250,30 @@ _MCP_STDIO: dict[str, Schema] = {
         "type": "array",
         "minItems": 1,
         "maxItems": mcp_config.MAX_COMMAND_ARGS,
-        "items": {"type": "string", "minLength": 1},
-        "description": "The program and its arguments; no shell.",
+        "items": _ARGUMENT,
+        "description": "The program and its arguments; no shell. The program must be one the"
+        " server's HOOKD_MCP_COMMANDS lists, else 400.",
     },
     "env": {
         "type": ["object", "null"],
-        "additionalProperties": {"type": "string"},
-        "description": "Plain values; a secret-looking name is refused: use env_from.",
+        "propertyNames": _SERVER_VARIABLE
+        | {"not": {"anyOf": [_SERVER_VARIABLE["not"], {"pattern": _SECRET_LOOKING}]}},
+        "additionalProperties": _ARGUMENT,
+        "description": "Plain values; a secret-looking name (…_TOKEN, API_KEY, …) is refused: use"
+        " env_from. Nor PATH or variables that load other code (LD_*, PYTHON*, NODE_OPTIONS, …).",
     },
     "env_from": {
         "type": ["object", "null"],
+        "propertyNames": _SERVER_VARIABLE,
         "additionalProperties": _ENV_NAME,
         "description": "The server's variable → the hookd environment variable its value comes from.",
     },
-    "cwd": {"type": ["string", "null"], "description": "An absolute path."},
+    "cwd": {
+        "type": ["string", "null"],
+        "maxLength": mcp_config.MAX_TEXT_CHARS,
+        "pattern": "^/[^\\x00]*$",
+        "description": "An absolute path.",
+    },
 }
 _MCP_HTTP: dict[str, Schema] = {
     "url": {
@@ -232,6 +285,7 @@ _MCP_HTTP: dict[str, Schema] = {
     },
     "headers_env": {
         "type": ["object", "null"],
+        "propertyNames": {"pattern": f"^{mcp_config.HEADER_NAME.pattern}$"},
         "additionalProperties": _ENV_NAME,
         "description": "A header's name → the hookd environment variable its value comes from.",
     },
@@ -246,16 +300,21 @@ def _mcp_servers(*, stored: bool) -> Schema:
     return {
         "type": "array" if stored else ["array", "null"],
         "maxItems": mcp_config.MAX_SERVERS,
+        "uniqueItems": True,
         "items": {"oneOf": [server(_MCP_STDIO, "command"), server(_MCP_HTTP, "url")]},
-        "description": "MCP servers whose tools the model may call (needs pip install 'hookd[mcp]')."
-        " Secrets are never stored: env_from and headers_env name hookd's environment variables.",
+        "description": "MCP servers whose tools the model may call (needs pip install 'hookd[mcp]'),"
+        " each with a name of its own (two servers of one name are a 400). Secrets are never stored:"
+        " env_from and headers_env name hookd's environment variables.",
     }
 
 
 JSON_SCHEMA: Schema = {
     "type": ["object", "null"],
+    "required": ["type"],
+    "properties": {"type": {"const": "object"}},
     "description": 'A JSON Schema (2020-12) with "type": "object" at its root: the model answers in'
-    " that shape and result.structured holds the answer. $ref only to its own parts (#/…).",
+    " that shape and result.structured holds the answer. $ref only to its own parts (#/…); at"
+    f" most {MAX_SCHEMA_CHARS:,} characters as JSON. One that is not a valid JSON Schema is a 400.",
 }
 KNOWLEDGE_TOP_K: Schema = {
     "type": "integer",

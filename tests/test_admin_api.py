@@ -113,6 +113,7 @@ async def test_public_url_setting_shapes_the_webhook_url(make_hookd: Any) -> Non
         ({"name": "a", "max_attempts": 1.5}, 400, "'max_attempts' must be a whole number"),
         ({"name": "a", "llm": {"base_url": " http://h/v1"}}, 400, "'llm.base_url'"),
         ({"name": "a", "llm": {"base_url": "http://h:99999/v1"}}, 400, "a port up to 65535"),
+        ({"name": "a", "llm": {"api_key_env": "HOOKD_ADMIN_KEY"}}, 400, "'llm.api_key_env'"),
         ({"name": "a", "input_template": "{{ os.system('x') }}"}, 400, "unknown placeholder"),
     ],
 )
