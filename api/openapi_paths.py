@@ -56,7 +56,13 @@ PATHS: dict[str, Schema] = {
                         }
                     },
                     "multipart/form-data": {
-                        "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+                        "schema": {
+                            "type": "object",
+                            # A part's name is in its Content-Disposition header, which may not
+                            # hold control characters.
+                            "propertyNames": {"pattern": "^[^\\x00-\\x1f\\x7f]*$"},
+                            "additionalProperties": {"type": "string"},
+                        }
                     },
                 },
             },
