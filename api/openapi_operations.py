@@ -66,6 +66,19 @@ def responses(ok_status: str, ok: Schema, *errors: str, **meanings: str) -> dict
     return answers
 
 
+def linked(answer: Schema, to: tuple[str, ...], **parameters: str) -> Schema:
+    """The answer with OpenAPI links: the operations `to` take these parameters from it."""
+    links = {operation: {"operationId": operation, "parameters": parameters} for operation in to}
+    return answer | {"links": links}
+
+
+# What an agent's id leads to, and a task's.
+AGENT_OPERATIONS = (
+    "getAgent", "updateAgent", "deleteAgent", "rotateWebhook", "rotateCallbackSecret", "addSource",
+    "listSources",
+)  # fmt: skip
+TASK_OPERATIONS = ("taskStatus", "taskEvents", "getTask", "listDeliveries", "cancelTask")
+
 # -- parameters --------------------------------------------------------------------------
 
 
