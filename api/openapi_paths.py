@@ -2,7 +2,7 @@
 
 tests/test_openapi.py checks that they list exactly the app's routes. Their answers, parameters
 and request bodies are built in api/openapi_operations.py; the schemas they refer to are in
-api/openapi_schemas.py and api/openapi_agent_schemas.py.
+api/openapi_schemas.py, api/openapi_agent_schemas.py and api/openapi_tool_schemas.py.
 """
 
 from __future__ import annotations
