@@ -97,7 +97,9 @@ class RateLimit:
         return f"{self.count}/{unit}"
 
 
-_RATE = re.compile(r"\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*")
+# A count from 1 to 999,999,999 (leading zeros aside), per a unit; the OpenAPI document's
+# rate_limit pattern says the same (\s is the whitespace str.isspace() means).
+_RATE = re.compile(r"\s*0*([1-9][0-9]{0,8})\s*/\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*")
 _PERIODS_S = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
               "h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}  # fmt: skip
 
@@ -107,7 +109,7 @@ def parse_rate_limit(text: str) -> RateLimit | None:
     if not text.strip():
         return None
     match = _RATE.fullmatch(text)
-    if match is None or len(match.group(1)) > 9 or int(match.group(1)) < 1:
+    if match is None:
         raise ValueError("must look like 60/min (a count from 1 to 999999999 per s, min, hour or day)")
     return RateLimit(int(match.group(1)), _PERIODS_S[match.group(2)])
 

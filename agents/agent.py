@@ -10,11 +10,13 @@ from urllib.parse import urlsplit
 
 from agents.env_names import check_env_name
 from agents.mcp_config import check_mcp_servers, refuse_unlisted_commands
+from agents.numbers import whole_number
 from agents.prompt import check_template
 from agents.signatures import Signature, validate_signature
 from agents.structured import check_json_schema
 from agents.tools.addresses import host_refusal
 from agents.tools.registry import check_tools
+from agents.urls import URL_RULES, is_url
 from errors import InvalidInput
 from settings import Settings, parse_rate_limit
 
@@ -110,11 +112,12 @@ def _text(name: str, value: Any, *, max_chars: int, required: bool = False) -> s
 
 
 def _int(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    number = whole_number(value)
+    if number is None:
         raise InvalidInput(f"'{name}' must be a whole number from {low} to {high}.")
-    if not low <= value <= high:
+    if not low <= number <= high:
         raise InvalidInput(f"'{name}' must be from {low} to {high}, not {value}.")
-    return value
+    return number
 
 
 def _llm(value: Any) -> dict[str, str]:
@@ -140,17 +143,10 @@ def _llm(value: Any) -> dict[str, str]:
     if "provider" in llm and llm["provider"] not in PROVIDERS:
         raise InvalidInput(f"'llm.provider' must be one of {', '.join(PROVIDERS)}.")
     if "base_url" in llm:
-        try:
-            parts = urlsplit(llm["base_url"])
-            parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
-        except ValueError:  # e.g. "http://[": an unterminated IPv6 address
-            valid = False
-        else:
-            valid = parts.scheme in ("http", "https") and bool(parts.netloc)
-        if not valid:
+        if not is_url(llm["base_url"]):
             raise InvalidInput(
                 "'llm.base_url' must be an http:// or https:// API root, e.g."
-                " http://127.0.0.1:11434/v1 or https://api.anthropic.com."
+                f" http://127.0.0.1:11434/v1 or https://api.anthropic.com; {URL_RULES}"
             )
         llm["base_url"] = llm["base_url"].rstrip("/")
     if "api_key_env" in llm:
@@ -166,28 +162,18 @@ def _callback_url(value: Any, *, allow_private: bool) -> str | None:
     url = _encodable("callback_url", value)
     if len(url) > MAX_URL_CHARS:
         raise InvalidInput(f"'callback_url' is too long: at most {MAX_URL_CHARS} characters.")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
-    except ValueError:
-        parts = None
-    if (
-        parts is None
-        or parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or any(c.isspace() or not c.isprintable() for c in url)
-    ):
+    if not is_url(url):
         raise InvalidInput(
-            "'callback_url' must be an http:// or https:// URL without spaces, e.g."
-            " https://example.org/hooks/hookd."
+            f"'callback_url' must be an http:// or https:// URL, e.g. https://example.org/hooks/hookd; {URL_RULES}"
         )
     # Callbacks are requests hookd makes on a caller's behalf: without this, an agent's
     # callback_url could reach the services behind hookd's firewall. The same rule as the tools';
     # a name other than localhost is checked on the addresses it resolves to, at each delivery.
-    reason = None if allow_private else host_refusal(parts.hostname)
+    host = urlsplit(url).hostname or ""  # never empty: the pattern requires a host
+    reason = None if allow_private else host_refusal(host)
     if reason is not None:
         raise InvalidInput(
-            f"'callback_url' points at {parts.hostname}, {reason}. hookd refuses those unless its"
+            f"'callback_url' points at {host}, {reason}. hookd refuses those unless its"
             " setting HOOKD_CALLBACK_ALLOW_PRIVATE is true."
         )
     return url

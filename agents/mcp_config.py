@@ -11,9 +11,10 @@ import os
 import re
 from collections.abc import Sequence
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 from agents.env_names import ENV_NAME, check_env_name
+from agents.numbers import whole_number
+from agents.urls import URL_RULES, has_credentials, is_url
 from errors import InvalidInput
 
 MAX_SERVERS = 10
@@ -34,19 +35,19 @@ SECRET_WORDS = frozenset({"TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "APIKE
 # Variables a started server may not be given (in `env` or `env_from`): they choose which
 # program runs (PATH) or make a program load or run other code (the dynamic loader's, the
 # interpreters' and the shells' startup hooks), which would get around HOOKD_MCP_COMMANDS.
-_CODE_LOADING_NAMES = frozenset(
+CODE_LOADING_NAMES = frozenset(
     {"PATH", "ENV", "BASH_ENV", "BROWSER", "IFS", "SHELLOPTS", "PS4", "PROMPT_COMMAND", "GCONV_PATH",
      "NODE_OPTIONS", "NODE_PATH", "PERL5OPT", "PERL5LIB", "PERLLIB", "RUBYOPT", "RUBYLIB",
      "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "GIT_SSH_COMMAND", "GIT_EXEC_PATH"}
 )  # fmt: skip
-_CODE_LOADING_PREFIXES = ("LD_", "DYLD_", "PYTHON", "NPM_CONFIG_", "UV_", "PIP_")
+CODE_LOADING_PREFIXES = ("LD_", "DYLD_", "PYTHON", "NPM_CONFIG_", "UV_", "PIP_")
 
 
 def loads_code(name: str) -> bool:
     """Whether setting this variable for a server could make it run a program or code other
     than the one HOOKD_MCP_COMMANDS lets it start."""
     upper = name.upper()
-    return upper in _CODE_LOADING_NAMES or upper.startswith(_CODE_LOADING_PREFIXES)
+    return upper in CODE_LOADING_NAMES or upper.startswith(CODE_LOADING_PREFIXES)
 
 
 def refuse_code_loading_names(names: Any, where: str) -> None:
@@ -176,8 +177,8 @@ def _check_server(config: Any, where: str) -> dict[str, Any]:
     server["tools"] = tools
     server["connect_timeout_s"] = _seconds(config, "connect_timeout_s", DEFAULT_CONNECT_TIMEOUT_S, where)
     server["timeout_s"] = _seconds(config, "timeout_s", DEFAULT_TIMEOUT_S, where)
-    chars = config.get("max_output_chars", DEFAULT_MAX_OUTPUT_CHARS)
-    if isinstance(chars, bool) or not isinstance(chars, int) or not 1 <= chars <= MAX_OUTPUT_CHARS:
+    chars = whole_number(config.get("max_output_chars", DEFAULT_MAX_OUTPUT_CHARS))
+    if chars is None or not 1 <= chars <= MAX_OUTPUT_CHARS:
         raise InvalidInput(f"'{where}.max_output_chars' must be a whole number from 1 to {MAX_OUTPUT_CHARS}.")
     server["max_output_chars"] = chars
     return server
@@ -240,19 +241,14 @@ def _names(value: Any, where: str, key_pattern: re.Pattern[str], example: str) -
 
 
 def _url(value: Any, where: str) -> str:
-    parts = None
-    if _text(value):
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
-        except ValueError:  # that, or an unterminated IPv6 address
-            parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput(f"'{where}' must be an http:// or https:// URL, like https://example.com/mcp.")
-    if parts.username or parts.password:
+    if isinstance(value, str) and has_credentials(value):
         raise InvalidInput(
             f"hookd never stores secrets: take the credentials out of '{where}' and send them in a"
             " header named in 'headers_env'."
+        )
+    if not (_text(value) and is_url(value, credentials=False)):
+        raise InvalidInput(
+            f"'{where}' must be an http:// or https:// URL, like https://example.com/mcp: {URL_RULES}"
         )
     return cast(str, value)
 

@@ -33,6 +33,14 @@ MAX_SECRET_CHARS = 1024
 GITHUB_HEADER = "X-Hub-Signature-256"
 _GITHUB_SIGNATURE = re.compile(r"sha256=([0-9a-fA-F]{64})")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+# What validate_signature takes, as patterns the OpenAPI document carries too. A whsec_ secret:
+# the padded base64 of 24 to 64 bytes (32 to 88 characters). Any secret: printable ASCII without
+# surrounding spaces, so what the sender shows is what hookd uses, with nothing invisible in it.
+WHSEC_PATTERN = (
+    "^whsec_(([A-Za-z0-9+/]{4}){8,21}([A-Za-z0-9+/]{2}==)?|([A-Za-z0-9+/]{4}){8,20}[A-Za-z0-9+/]{3}=)$"
+)
+SECRET_PATTERN = f"^[!-~]([ -~]{{0,{MAX_SECRET_CHARS - 2}}}[!-~])?$"
+_SECRET = re.compile(SECRET_PATTERN)
 _UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 
 NOTHING_STORED = "nothing was stored"
@@ -82,10 +90,10 @@ def validate_signature(value: Any) -> tuple[str | None, str | None]:
             "'signature.secret' must be a Standard Webhooks secret: 'whsec_' followed by the base64"
             f" of {MIN_WHSEC_BYTES} to {MAX_WHSEC_BYTES} random bytes, as the sender shows it."
         )
-    if len(secret) > MAX_SECRET_CHARS or not secret.isprintable() or secret != secret.strip():
+    if not _SECRET.fullmatch(secret):
         raise InvalidInput(
-            f"'signature.secret' must be at most {MAX_SECRET_CHARS} printable characters, without"
-            " surrounding whitespace: hookd uses the secret exactly as given."
+            f"'signature.secret' must be at most {MAX_SECRET_CHARS} printable ASCII characters,"
+            " without surrounding spaces: hookd uses the secret exactly as given."
         )
     return kind, secret
 

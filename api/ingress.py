@@ -2,7 +2,8 @@
 
 Both work on the raw request: a signature covers the raw body, and two requests with one
 idempotency key are compared by the SHA-256 of their raw bodies (of a GET: its raw query
-string). The body is read once, here, and the payload parser that follows gets the same bytes.
+string; of a multipart form: its fields as stored, since its boundary is new each time it is
+sent). The body is read once, here, and the payload parser that follows gets the same bytes.
 A request without an idempotency header, to an agent without a signature, skips all of this.
 """
 
@@ -38,18 +39,19 @@ class Ingress:
     signature_secret: str | None = field(default=None, repr=False)  # what its signature was checked with
     key_header: str | None = None
     key: str | None = None
-    body_sha256: bytes | None = None
+    body_sha256: bytes | None = None  # None with a key: compare the payload as stored (a multipart form)
 
     async def enqueue(self, store: Store, token_sha256: bytes, payload_json: str) -> Enqueued | None:
         """Store the task, or find the one an earlier request with the same key made."""
-        if self.key is None or self.body_sha256 is None:
+        if self.key is None:
             task_id = await store.enqueue(token_sha256, payload_json, signature_secret=self.signature_secret)
             return None if task_id is None else Enqueued(task_id, replayed=False)
+        body_sha256 = self.body_sha256 or hashlib.sha256(payload_json.encode()).digest()
         enqueued = await store.enqueue_once(
             token_sha256,
             payload_json,
             key=self.key,
-            body_sha256=self.body_sha256,
+            body_sha256=body_sha256,
             signature_secret=self.signature_secret,
         )
         if enqueued is not None and not enqueued.same_body:
@@ -68,8 +70,13 @@ UNCHECKED = Ingress()
 def idempotency_key(
     headers: Mapping[str, str], names: tuple[str, ...] = IDEMPOTENCY_HEADERS
 ) -> tuple[str, str] | None:
-    """(header name, key) from the first of `names` present; InvalidInput if it is unusable."""
-    for name in names:
+    """(header name, key) from the first of `names` present.
+
+    InvalidInput if any idempotency header present is unusable, whether or not it is the one
+    that counts: a sender's malformed key is a bug to be told about, never silently ignored.
+    """
+    found = None
+    for name in IDEMPOTENCY_HEADERS:
         key = headers.get(name)
         if key is None:
             continue
@@ -78,18 +85,20 @@ def idempotency_key(
                 f"The {name} header must be 1 to {MAX_KEY_CHARS} printable ASCII characters;"
                 " nothing was stored."
             )
-        return name, key
-    return None
+        if found is None and name in names:
+            found = name, key
+    return found
 
 
-async def _raw_request(request: web.Request, why: str) -> bytes:
+async def _raw_request(request: web.Request) -> bytes:
+    """What a signature covers: the raw body (of a GET, its raw query string)."""
     if request.method == "GET":
         return request.rel_url.raw_query_string.encode("utf-8", "surrogateescape")
     if request.content_type == "multipart/form-data":
         # aiohttp parses multipart from the stream, so the raw bytes would be read twice.
         raise InvalidInput(
-            f"{why} need the raw body, which hookd does not keep for multipart/form-data; send"
-            " JSON or a URL-encoded form instead. Nothing was stored."
+            "Signature checks need the raw body, which hookd does not keep for multipart/form-data;"
+            " send JSON or a URL-encoded form instead. Nothing was stored."
         )
     return await read_body(request)  # aiohttp keeps it: the payload parser reads it again for free
 
@@ -107,7 +116,7 @@ async def check_ingress(request: web.Request, lookup: TokenLookup) -> Ingress:
                 "This agent only takes signed webhooks, and a signature covers a body, which a GET"
                 " has not: send the payload in a POST body. Nothing was stored."
             )
-        raw = await _raw_request(request, "Signature checks")
+        raw = await _raw_request(request)
         verify(signature, request.headers, raw, now=time.time())
     secret = None if signature is None else signature.secret
     # A Standard Webhooks signature covers webhook-id and nothing else that could name the
@@ -117,7 +126,11 @@ async def check_ingress(request: web.Request, lookup: TokenLookup) -> Ingress:
     found = idempotency_key(request.headers, SIGNED_KEY_HEADERS if signed_id else IDEMPOTENCY_HEADERS)
     if found is None:
         return UNCHECKED if secret is None else Ingress(signature_secret=secret)  # the hot path
-    if raw is None:
-        raw = await _raw_request(request, "Idempotency keys")
     key_header, key = found
+    if raw is None:
+        if request.method != "GET" and request.content_type == "multipart/form-data":
+            # A form's boundary is new each time it is sent, so a retry's raw body differs:
+            # compare its fields instead, as they are stored (Ingress.enqueue).
+            return Ingress(secret, key_header, key)
+        raw = await _raw_request(request)
     return Ingress(secret, key_header, key, hashlib.sha256(raw).digest())

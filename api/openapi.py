@@ -5,7 +5,8 @@ checks that it lists exactly the app's routes, and runs Schemathesis against it.
 
 This module assembles the document and serves it. Its parts: the path items in
 api/openapi_paths.py, built from api/openapi_operations.py (answers, parameters, request
-bodies); the schemas in api/openapi_schemas.py and api/openapi_agent_schemas.py.
+bodies); the schemas in api/openapi_schemas.py, api/openapi_agent_schemas.py and
+api/openapi_tool_schemas.py.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """The agent in the OpenAPI document: the fields it is created or changed with, and its stored shape.
 
 Its parts are here too: the model settings (llm), the signature its webhooks must carry, its
-tools and MCP servers (each as given and as stored), its answer's JSON Schema and its knowledge.
-The bounds come from agents/, so the document says what hookd checks.
+answer's JSON Schema and its knowledge; its tools and MCP servers are in
+api/openapi_tool_schemas.py. The bounds come from agents/, so the document says what hookd checks.
 """
 
 from __future__ import annotations
 
-from agents import mcp_config
+from agents import urls
 from agents.agent import (
     AGENT_STATUSES,
     DEFAULT_MAX_STEPS,
@@ -21,13 +21,28 @@ from agents.agent import (
     MAX_URL_CHARS,
     PROVIDERS,
 )
-from agents.signatures import GITHUB, MAX_SECRET_CHARS, SIGNATURE_TYPES, STANDARD_WEBHOOKS
-from agents.tools import http_request, notify, read_webpage
-from agents.tools.registry import MAX_TOOLS
-from api.openapi_schemas import NOT_BLANK, TIME, UUID, Schema, closed_object
+from agents.env_names import HOOKDS_OWN
+from agents.signatures import (
+    GITHUB,
+    MAX_SECRET_CHARS,
+    SECRET_PATTERN,
+    SIGNATURE_TYPES,
+    STANDARD_WEBHOOKS,
+    WHSEC_PATTERN,
+)
+from agents.structured import MAX_SCHEMA_CHARS
+from api.openapi_schemas import NOT_BLANK, TIME, UUID, WHITESPACE, Schema, closed_object
+from api.openapi_tool_schemas import NOT_HOOKDS_OWN, mcp_servers, tools
 
-# The units of a rate_limit, as settings.py _RATE reads them.
+# The units of a rate_limit, as settings.py _RATE reads them, and the whitespace around its parts.
 RATE_UNITS = ("s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day")
+_SPACES = f"[{WHITESPACE}]*"
+
+
+def _or_empty(pattern: str) -> str:
+    """`pattern` (^…$), or the empty string. (One pattern rather than an anyOf with maxLength 0:
+    the same, and Schemathesis generates for it far faster.)"""
+    return f"^({pattern.removeprefix('^').removesuffix('$')})?$"
 
 
 def _text(max_chars: int, *, nullable: bool = False) -> Schema:
@@ -46,15 +61,14 @@ LLM_IN: Schema = {
         "base_url": {
             "type": ["string", "null"],
             "description": "The API root, e.g. http://127.0.0.1:11434/v1; hookd appends the endpoint.",
-            "anyOf": [
-                {"maxLength": 0},
-                {"pattern": "^[\\x00-\\x20]*[Hh][Tt][Tt][Pp][Ss]?://[^/?#]"},
-            ],
+            "pattern": _or_empty(urls.URL),
         },
         "api_key_env": {
             "type": ["string", "null"],
-            "description": "The name of the environment variable holding the key.",
+            "description": "The name of the environment variable holding the key; not one of"
+            f" hookd's own ({HOOKDS_OWN}…).",
             "pattern": "^([A-Za-z_][A-Za-z0-9_]*)?$",
+            "not": NOT_HOOKDS_OWN,
         },
     },
     "additionalProperties": False,
@@ -71,163 +85,31 @@ SIGNATURE_IN: Schema = {
         closed_object(
             {
                 "type": {"const": STANDARD_WEBHOOKS},
-                "secret": {"type": "string", "pattern": "^whsec_[A-Za-z0-9+/]{32,88}={0,2}$"},
+                "secret": {"type": "string", "pattern": WHSEC_PATTERN},
             }
         ),
         closed_object(
             {
                 "type": {"const": GITHUB},
-                "secret": {"type": "string", "minLength": 1, "maxLength": MAX_SECRET_CHARS},
+                "secret": {
+                    "type": "string",
+                    "pattern": SECRET_PATTERN,
+                    "description": f"1 to {MAX_SECRET_CHARS} printable ASCII characters, without"
+                    " surrounding spaces.",
+                },
             }
         ),
     ],
 }
 
 
-# -- tools -------------------------------------------------------------------------------
-
-_HOSTS: Schema = {
-    "type": "array",
-    "minItems": 1,
-    "maxItems": 100,
-    "items": {"type": "string"},
-    "description": "Host names (api.example.com), *.example.org for its subdomains, IP addresses,"
-    " or * for any host.",
-}
-_ALLOW_PRIVATE: Schema = {
-    "type": "boolean",
-    "default": False,
-    "description": "Allow loopback, private and link-local addresses (checked after DNS resolution).",
-}
-
-
-def _seconds(default: float, high: float) -> Schema:
-    return {"type": "number", "exclusiveMinimum": 0, "maximum": high, "default": default}
-
-
-def _whole(default: int, high: int) -> Schema:
-    return {"type": "integer", "minimum": 1, "maximum": high, "default": default}
-
-
-_TOOL_KEYS: dict[str, dict[str, Schema]] = {
-    http_request.NAME: {
-        "allow_hosts": _HOSTS,
-        "allow_private": _ALLOW_PRIVATE,
-        "timeout_s": _seconds(http_request.DEFAULT_TIMEOUT_S, http_request.MAX_TIMEOUT_S),
-        "max_response_bytes": _whole(
-            http_request.DEFAULT_MAX_RESPONSE_BYTES, http_request.MAX_RESPONSE_BYTES
-        ),
-    },
-    read_webpage.NAME: {
-        "allow_hosts": {
-            "type": ["array", "null"],
-            "items": {"type": "string"},
-            "minItems": 1,
-            "maxItems": 100,
-        }
-        | {"description": "As for http_request; null or left out: any host."},
-        "allow_private": _ALLOW_PRIVATE,
-        "timeout_s": _seconds(read_webpage.DEFAULT_TIMEOUT_S, read_webpage.MAX_TIMEOUT_S),
-        "max_chars": _whole(read_webpage.DEFAULT_MAX_CHARS, read_webpage.MAX_CHARS),
-    },
-    notify.NAME: {
-        "server": {"type": "string", "default": notify.DEFAULT_SERVER, "description": "The ntfy server."},
-        "topic": {"type": "string", "pattern": "^[-_A-Za-z0-9]{1,64}$"},
-        "api_key_env": {
-            "type": ["string", "null"],
-            "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
-            "description": "The environment variable holding an ntfy access token, if the topic needs one.",
-        },
-        "allow_private": _ALLOW_PRIVATE,
-        "timeout_s": _seconds(notify.DEFAULT_TIMEOUT_S, notify.MAX_TIMEOUT_S),
-    },
-}
-_TOOL_REQUIRED = {http_request.NAME: ("allow_hosts",), read_webpage.NAME: (), notify.NAME: ("topic",)}
-
-
-def _tool(kind: str, *, stored: bool) -> Schema:
-    """One entry of `tools`: as given (only the required keys), or as stored (every key)."""
-    properties = {"type": {"const": kind}} | _TOOL_KEYS[kind]
-    return closed_object(properties, required=None if stored else ("type", *_TOOL_REQUIRED[kind]))
-
-
-def _tools(*, stored: bool) -> Schema:
-    return {
-        "type": "array" if stored else ["array", "null"],
-        "maxItems": MAX_TOOLS,
-        "items": {"oneOf": [_tool(kind, stored=stored) for kind in _TOOL_KEYS]},
-        "description": "The tools the model may call, each type at most once. Keys are never stored:"
-        " api_key_env names an environment variable of hookd's.",
-    }
-
-
-# -- MCP servers ---------------------------------------------------------------------------
-
-_ENV_NAME: Schema = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}
-_MCP_COMMON: dict[str, Schema] = {
-    "name": {
-        "type": "string",
-        "pattern": "^[A-Za-z0-9_-]{1,30}$",
-        "description": "Prefixes its tools: files__read_file.",
-    },
-    "tools": {
-        "type": ["array", "null"],
-        "minItems": 1,
-        "items": {"type": "string", "minLength": 1},
-        "description": "Only these of the server's tools are offered; null: all.",
-    },
-    "connect_timeout_s": _seconds(mcp_config.DEFAULT_CONNECT_TIMEOUT_S, mcp_config.MAX_TIMEOUT_S),
-    "timeout_s": _seconds(mcp_config.DEFAULT_TIMEOUT_S, mcp_config.MAX_TIMEOUT_S),
-    "max_output_chars": _whole(mcp_config.DEFAULT_MAX_OUTPUT_CHARS, mcp_config.MAX_OUTPUT_CHARS),
-}
-_MCP_STDIO: dict[str, Schema] = {
-    "command": {
-        "type": "array",
-        "minItems": 1,
-        "maxItems": mcp_config.MAX_COMMAND_ARGS,
-        "items": {"type": "string", "minLength": 1},
-        "description": "The program and its arguments; no shell.",
-    },
-    "env": {
-        "type": ["object", "null"],
-        "additionalProperties": {"type": "string"},
-        "description": "Plain values; a secret-looking name is refused: use env_from.",
-    },
-    "env_from": {
-        "type": ["object", "null"],
-        "additionalProperties": _ENV_NAME,
-        "description": "The server's variable → the hookd environment variable its value comes from.",
-    },
-    "cwd": {"type": ["string", "null"], "description": "An absolute path."},
-}
-_MCP_HTTP: dict[str, Schema] = {
-    "url": {"type": "string", "description": "The streamable-HTTP endpoint, http:// or https://."},
-    "headers_env": {
-        "type": ["object", "null"],
-        "additionalProperties": _ENV_NAME,
-        "description": "A header's name → the hookd environment variable its value comes from.",
-    },
-}
-
-
-def _mcp_servers(*, stored: bool) -> Schema:
-    def server(keys: dict[str, Schema], first: str) -> Schema:
-        properties = _MCP_COMMON | keys
-        return closed_object(properties, required=None if stored else ("name", first))
-
-    return {
-        "type": "array" if stored else ["array", "null"],
-        "maxItems": mcp_config.MAX_SERVERS,
-        "items": {"oneOf": [server(_MCP_STDIO, "command"), server(_MCP_HTTP, "url")]},
-        "description": "MCP servers whose tools the model may call (needs pip install 'hookd[mcp]')."
-        " Secrets are never stored: env_from and headers_env name hookd's environment variables.",
-    }
-
-
 JSON_SCHEMA: Schema = {
     "type": ["object", "null"],
+    "required": ["type"],
+    "properties": {"type": {"const": "object"}},
     "description": 'A JSON Schema (2020-12) with "type": "object" at its root: the model answers in'
-    " that shape and result.structured holds the answer. $ref only to its own parts (#/…).",
+    " that shape and result.structured holds the answer. $ref only to its own parts (#/…); at"
+    f" most {MAX_SCHEMA_CHARS:,} characters as JSON. One that is not a valid JSON Schema is a 400.",
 }
 KNOWLEDGE_TOP_K: Schema = {
     "type": "integer",
@@ -261,24 +143,24 @@ def agent_fields() -> dict[str, Schema]:
             "type": ["string", "null"],
             "description": "Webhooks taken, like 60/min (per s, min, hour or day), in bursts up to the"
             " count; past it 429. null or empty: the server's HOOKD_RATE_LIMIT.",
-            "pattern": f"^\\s*(0*[1-9][0-9]*\\s*/\\s*({'|'.join(RATE_UNITS)})\\s*)?$",
+            "pattern": f"^{_SPACES}(0*[1-9][0-9]{{0,8}}{_SPACES}/{_SPACES}({'|'.join(RATE_UNITS)}){_SPACES})?$",
         },
         "status": {"enum": list(AGENT_STATUSES)},
         "signature": SIGNATURE_IN,
-        "tools": _tools(stored=False),
+        "tools": tools(stored=False),
         "max_steps": {"type": "integer", "minimum": 1, "maximum": MAX_STEPS, "default": DEFAULT_MAX_STEPS}
         | {
             "description": "Model turns per run; a run still calling tools after them fails max_steps_exceeded."
         },
         "json_schema": JSON_SCHEMA,
-        "mcp_servers": _mcp_servers(stored=False),
+        "mcp_servers": mcp_servers(stored=False),
         "callback_url": {
             "type": ["string", "null"],
             "maxLength": MAX_URL_CHARS,
             "description": "Each final result is POSTed here, signed (Standard Webhooks). Loopback,"
             " link-local and private addresses are refused (400) unless the server's"
             " HOOKD_CALLBACK_ALLOW_PRIVATE is true. null or empty: no callbacks.",
-            "anyOf": [{"maxLength": 0}, {"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\\s]"}],
+            "pattern": _or_empty(urls.URL),
         },
         "knowledge_top_k": KNOWLEDGE_TOP_K,
     }
@@ -303,13 +185,13 @@ AGENT: Schema = closed_object(
         "rate_limit": {"type": ["string", "null"], "pattern": "^[0-9]+/(s|min|hour|day)$"},
         "status": {"enum": list(AGENT_STATUSES)},
         "created_at": TIME,
-        "mcp_servers": _mcp_servers(stored=True),
+        "mcp_servers": mcp_servers(stored=True),
         "updated_at": TIME,
         "signature": {
             "description": "The signature its webhooks must carry; the secret is never shown.",
             "oneOf": [{"type": "null"}, closed_object({"type": {"enum": list(SIGNATURE_TYPES)}})],
         },
-        "tools": _tools(stored=True),
+        "tools": tools(stored=True),
         "max_steps": {"type": "integer", "minimum": 1, "maximum": MAX_STEPS},
         "json_schema": JSON_SCHEMA,
         "callback_url": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_URL_CHARS},

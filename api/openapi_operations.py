@@ -10,7 +10,15 @@ from agents.knowledge import FORMATS, MAX_SOURCE_BYTES
 from agents.signatures import GITHUB_HEADER, TIMESTAMP_TOLERANCE_S
 from api.ingress import IDEMPOTENCY_HEADERS, MAX_KEY_CHARS
 from api.openapi_agent_schemas import agent_fields
-from api.openapi_schemas import SOURCE_NAME, TASK_STATUS_FIELDS, UUID, Schema, closed_object, ref
+from api.openapi_schemas import (
+    INDEXABLE_TEXT,
+    SOURCE_NAME,
+    TASK_STATUS_FIELDS,
+    UUID,
+    Schema,
+    closed_object,
+    ref,
+)
 from tasks.store import STATUSES
 
 # -- answers -----------------------------------------------------------------------------
@@ -57,6 +65,19 @@ def responses(ok_status: str, ok: Schema, *errors: str, **meanings: str) -> dict
         answers[status] = answer
     return answers
 
+
+def linked(answer: Schema, to: tuple[str, ...], **parameters: str) -> Schema:
+    """The answer with OpenAPI links: the operations `to` take these parameters from it."""
+    links = {operation: {"operationId": operation, "parameters": parameters} for operation in to}
+    return answer | {"links": links}
+
+
+# What an agent's id leads to, and a task's.
+AGENT_OPERATIONS = (
+    "getAgent", "updateAgent", "deleteAgent", "rotateWebhook", "rotateCallbackSecret", "addSource",
+    "listSources",
+)  # fmt: skip
+TASK_OPERATIONS = ("taskStatus", "taskEvents", "getTask", "listDeliveries", "cancelTask")
 
 # -- parameters --------------------------------------------------------------------------
 
@@ -110,21 +131,27 @@ _KEY_SCHEMA: Schema = {"type": "string", "pattern": f"^[\\x20-\\x7e]{{1,{MAX_KEY
 _KEY_RULES = (
     "Repeated for the same agent within 24 hours, the answer is the first request's task_id with"
     " Idempotent-Replayed: true, and nothing is stored; with another body (compared by the SHA-256"
-    " of the raw body; of a GET, of its query string) it is refused with 422."
-    f" 1 to {MAX_KEY_CHARS} printable ASCII characters, else 400."
+    " of the raw body; of a GET, of its query string; of a multipart form, of its fields as"
+    " stored) it is refused with 422."
 )
+# Each is checked whenever it is present, the one that counts or not: a malformed key is a
+# sender's bug, and ignoring it would silently lose the idempotency the sender asked for.
+_KEY_CHECKED = f" 1 to {MAX_KEY_CHARS} printable ASCII characters whenever present, else 400."
 IDEMPOTENCY_PARAMETERS = [
-    _header(IDEMPOTENCY_HEADERS[0], f"The request's idempotency key. {_KEY_RULES}", _KEY_SCHEMA),
+    _header(
+        IDEMPOTENCY_HEADERS[0], f"The request's idempotency key. {_KEY_RULES}{_KEY_CHECKED}", _KEY_SCHEMA
+    ),
     _header(
         IDEMPOTENCY_HEADERS[1],
         "Standard Webhooks' message id (covered by its signature): the idempotency key when there"
-        f" is no {IDEMPOTENCY_HEADERS[0]}.",
+        f" is no {IDEMPOTENCY_HEADERS[0]}, and the only one for an agent that requires Standard"
+        f" Webhooks signatures.{_KEY_CHECKED}",
         _KEY_SCHEMA,
     ),
     _header(
         IDEMPOTENCY_HEADERS[2],
         "GitHub's delivery id (a redelivery keeps it): the idempotency key when neither header"
-        " above is present.",
+        f" above is present.{_KEY_CHECKED}",
         _KEY_SCHEMA,
     ),
 ]
@@ -168,8 +195,10 @@ WEBHOOK_ACCEPTED["headers"] = {
     },
 }
 WEBHOOK_REFUSALS = {
-    "e400": "The body or query is malformed, an idempotency header is unusable, or Prefer: wait=N is"
-    " not 0 to 60; the message says how, and nothing was stored.",
+    "e400": "The body or query is malformed, an idempotency header is unusable, Prefer: wait=N is"
+    " not 0 to 60, or the agent requires signatures and the body is multipart/form-data (a"
+    " signature covers the raw body, which hookd does not keep for a multipart form); the"
+    " message says how, and nothing was stored.",
     "e401": "The agent requires a signature, and this one is missing, wrong or too old (the"
     " message names the header). Nothing was stored.",
     "e404": "No agent has this token (unknown, or rotated away).",
@@ -184,6 +213,16 @@ SOURCE_FORMAT: Schema = {
     "description": "Left out, empty or null: from the extension (.txt, .md, .html, …) of the file's"
     " name or the source's name, else from the file's content type, else text.",
 }
+_SOMETHING_TO_INDEX = "Not only whitespace (nor HTML whose visible text is), and no NUL characters; else 400."
+SOURCE_TEXT: Schema = {
+    "type": "string",
+    "pattern": INDEXABLE_TEXT,
+    "description": f"Text, Markdown or HTML. {_SOMETHING_TO_INDEX}",
+}
+# hookd indexes text: a file part is UTF-8 text (a binary file, a PDF or an image, is a 400),
+# so it is described as text, not as format: binary (OpenAPI 3.1: contentMediaType). The part's
+# own Content-Type is not pinned by an `encoding`: any is taken, and these name a format.
+SOURCE_FILE_TYPES = "text/plain, text/markdown, text/html or application/xhtml+xml"
 SOURCE_UPLOAD: Schema = {
     "required": True,
     "description": "A source as JSON, or a file as multipart/form-data; at most"
@@ -191,19 +230,32 @@ SOURCE_UPLOAD: Schema = {
     "content": {
         "application/json": {
             "schema": closed_object(
-                {"name": SOURCE_NAME, "content": {"type": "string"}, "format": SOURCE_FORMAT},
+                {"name": SOURCE_NAME, "content": SOURCE_TEXT, "format": SOURCE_FORMAT},
                 required=("name", "content"),
             )
         },
         "multipart/form-data": {
             "schema": closed_object(
                 {
-                    "file": {"type": "string", "format": "binary", "description": "UTF-8 text."},
-                    "name": SOURCE_NAME | {"description": "Left out: the file's name."},
+                    "file": SOURCE_TEXT
+                    | {
+                        "contentMediaType": "text/plain",
+                        "description": "The file (or a plain field): UTF-8 text, Markdown or HTML;"
+                        f" a binary file (a PDF, an image) is a 400. {_SOMETHING_TO_INDEX} A file"
+                        f" part's Content-Type {SOURCE_FILE_TYPES} names its format when neither"
+                        " `format` nor a name's extension does.",
+                    },
+                    "name": SOURCE_NAME
+                    | {
+                        "description": SOURCE_NAME["description"] + " May be left out when the file"
+                        " part has a filename: the source is then called that."
+                    },
                     "format": SOURCE_FORMAT | {"enum": [*FORMATS, ""]},
                 },
-                required=("file",),
-            )
+                # `name` may be left out of a file part with a filename, which a schema cannot
+                # say; required here, the document says what any upload may do.
+                required=("file", "name"),
+            ),
         },
     },
 }

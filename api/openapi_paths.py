@@ -2,7 +2,7 @@
 
 tests/test_openapi.py checks that they list exactly the app's routes. Their answers, parameters
 and request bodies are built in api/openapi_operations.py; the schemas they refer to are in
-api/openapi_schemas.py and api/openapi_agent_schemas.py.
+api/openapi_schemas.py, api/openapi_agent_schemas.py and api/openapi_tool_schemas.py.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from agents.tokens import WEBHOOK_PATH
 from api.openapi_operations import (
     AGENT_ID,
+    AGENT_OPERATIONS,
     IDEMPOTENCY_PARAMETERS,
     PREFER,
     SIGNATURE_PARAMETERS,
@@ -17,12 +18,14 @@ from api.openapi_operations import (
     SOURCE_UPLOAD,
     STATUS_LIST,
     TASK_ID,
+    TASK_OPERATIONS,
     TOKEN,
     UUID_OR_EMPTY,
     WEBHOOK_ACCEPTED,
     WEBHOOK_REFUSALS,
     agent_body,
     json_response,
+    linked,
     responses,
 )
 from api.openapi_schemas import DELIVERIES, UUID, Schema, closed_object, ref
@@ -56,13 +59,19 @@ PATHS: dict[str, Schema] = {
                         }
                     },
                     "multipart/form-data": {
-                        "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+                        "schema": {
+                            "type": "object",
+                            # A part's name is in its Content-Disposition header, which may not
+                            # hold control characters.
+                            "propertyNames": {"pattern": "^[^\\x00-\\x1f\\x7f]*$"},
+                            "additionalProperties": {"type": "string"},
+                        }
                     },
                 },
             },
             "responses": responses(
                 "200",
-                WEBHOOK_ACCEPTED,
+                linked(WEBHOOK_ACCEPTED, TASK_OPERATIONS, task_id="$response.body#/task_id"),
                 *("400", "401", "404", "408", "409", "413", "422", "429", "503"),
                 **WEBHOOK_REFUSALS,
             ),
@@ -83,7 +92,10 @@ PATHS: dict[str, Schema] = {
                 *IDEMPOTENCY_PARAMETERS,
             ],
             "responses": responses(
-                "200", WEBHOOK_ACCEPTED, "400", "401", "404", "409", "422", "429", "503", **WEBHOOK_REFUSALS
+                "200",
+                linked(WEBHOOK_ACCEPTED, TASK_OPERATIONS, task_id="$response.body#/task_id"),
+                *("400", "401", "404", "409", "422", "429", "503"),
+                **WEBHOOK_REFUSALS,
             ),
         },
     },
@@ -244,7 +256,11 @@ PATHS: dict[str, Schema] = {
             "requestBody": agent_body(creating=True),
             "responses": responses(
                 "201",
-                json_response(ref("AgentWithWebhook"), "The agent and its webhook URL, shown this once."),
+                linked(
+                    json_response(ref("AgentWithWebhook"), "The agent and its webhook URL, shown this once."),
+                    AGENT_OPERATIONS,
+                    agent_id="$response.body#/id",
+                ),
                 "400",
                 "401",
                 "408",
@@ -299,15 +315,19 @@ PATHS: dict[str, Schema] = {
             "security": ADMIN,
             "responses": responses(
                 "200",
-                json_response(
-                    closed_object(
-                        {
-                            "deleted": {"const": True},
-                            "id": UUID,
-                            "cancelled_tasks": {"type": "integer", "minimum": 0},
-                        }
+                linked(
+                    json_response(
+                        closed_object(
+                            {
+                                "deleted": {"const": True},
+                                "id": UUID,
+                                "cancelled_tasks": {"type": "integer", "minimum": 0},
+                            }
+                        ),
+                        "Deleted.",
                     ),
-                    "Deleted.",
+                    ("getAgent",),  # it is gone: 404
+                    agent_id="$response.body#/id",
                 ),
                 "401",
                 "404",
@@ -350,7 +370,12 @@ PATHS: dict[str, Schema] = {
             "requestBody": SOURCE_UPLOAD,
             "responses": responses(
                 "201",
-                json_response(ref("Source"), "The source, cut into chunks and indexed."),
+                linked(
+                    json_response(ref("Source"), "The source, cut into chunks and indexed."),
+                    ("deleteSource",),
+                    agent_id="$request.path.agent_id",
+                    source_id="$response.body#/id",
+                ),
                 "400",
                 "401",
                 "404",
@@ -466,7 +491,11 @@ PATHS: dict[str, Schema] = {
             "security": ADMIN,
             "responses": responses(
                 "200",
-                json_response(ref("Task"), "The task, now cancelled."),
+                linked(
+                    json_response(ref("Task"), "The task, now cancelled."),
+                    ("getTask", "cancelTask"),  # a second cancel: 409
+                    task_id="$response.body#/id",
+                ),
                 "401",
                 "404",
                 "409",

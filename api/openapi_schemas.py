@@ -24,10 +24,13 @@ UUID: Schema = {
 TIME: Schema = {"type": "string", "format": "date-time", "description": "UTC, to the millisecond."}
 TIME_OR_NULL: Schema = {"type": ["string", "null"], "format": "date-time"}
 
-# A name must hold something other than whitespace: the characters Python's str.strip() removes.
-NOT_BLANK = (
-    "[^\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+# Whitespace as Python means it (str.strip(), str.split(), \s in re): a name must hold something else.
+WHITESPACE = (
+    "\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
 )
+NOT_BLANK = f"[^{WHITESPACE}]"
+# A source's text: something to index (not only whitespace), and no NUL (agents/knowledge.py).
+INDEXABLE_TEXT = f"^[{WHITESPACE}]*[^\\x00{WHITESPACE}][^\\x00]*$"
 
 
 def closed_object(properties: dict[str, Schema], required: tuple[str, ...] | None = None) -> Schema:
@@ -47,11 +50,13 @@ def ref(name: str) -> Schema:
 
 # -- knowledge ---------------------------------------------------------------------------
 
+_CONTROL = "\\x00-\\x08\\x0e-\\x1b\\x7f"  # control characters that are not whitespace
 SOURCE_NAME: Schema = {
     "type": "string",
     "maxLength": MAX_SOURCE_NAME_CHARS,
-    "pattern": NOT_BLANK,
-    "description": "What the model sees the source called; whitespace runs become one space.",
+    "pattern": f"^[{WHITESPACE}]*[^{_CONTROL}{WHITESPACE}][^{_CONTROL}]*$",
+    "description": "What the model sees the source called: not blank, no control characters other"
+    " than whitespace, whose runs become one space.",
 }
 SOURCE: Schema = closed_object(
     {

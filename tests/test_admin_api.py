@@ -108,6 +108,12 @@ async def test_public_url_setting_shapes_the_webhook_url(make_hookd: Any) -> Non
         ({"name": "a", "rate_limit": "60/week"}, 400, "'rate_limit' must look like 60/min"),
         ({"name": "a", "rate_limit": 60}, 400, "'rate_limit' must be a string"),
         ({"name": "a", "rate_limit": "1" + "0" * 400 + "/s"}, 400, "'rate_limit' must look like"),
+        ({"name": "a", "rate_limit": "1000000000/s"}, 400, "'rate_limit' must look like"),
+        ({"name": "a", "rate_limit": "\u0666/min"}, 400, "'rate_limit' must look like"),  # Arabic-Indic 6
+        ({"name": "a", "max_attempts": 1.5}, 400, "'max_attempts' must be a whole number"),
+        ({"name": "a", "llm": {"base_url": " http://h/v1"}}, 400, "'llm.base_url'"),
+        ({"name": "a", "llm": {"base_url": "http://h:99999/v1"}}, 400, "a port up to 65535"),
+        ({"name": "a", "llm": {"api_key_env": "HOOKD_ADMIN_KEY"}}, 400, "'llm.api_key_env'"),
         ({"name": "a", "input_template": "{{ os.system('x') }}"}, 400, "unknown placeholder"),
     ],
 )
@@ -119,6 +125,23 @@ async def test_create_agent_refuses_bad_fields(
     payload = await response.json()
     assert payload["success"] is False and message_part in payload["message"], payload
     assert hookd.count_rows("agents") == 0
+
+
+async def test_a_whole_number_may_be_written_with_a_point(hookd: Hookd) -> None:
+    # JSON has one number type, and JSON Schema's "integer" takes 2.0: so does hookd.
+    agent = await hookd.create_agent(max_attempts=2.0, knowledge_top_k=3.0)
+    assert (agent["max_attempts"], agent["knowledge_top_k"]) == (2, 3)
+    assert isinstance(agent["max_attempts"], int)
+
+
+async def test_a_base_url_may_name_an_ipv6_address(hookd: Hookd) -> None:
+    agent = await hookd.create_agent(llm={"base_url": "http://[::1]:11434/v1/"})
+    assert agent["llm"]["base_url"] == "http://[::1]:11434/v1"
+
+
+async def test_a_rate_limit_count_may_have_leading_zeros(hookd: Hookd) -> None:
+    agent = await hookd.create_agent(rate_limit=" 0000000060 / min ")  # zeros are not digits of the count
+    assert agent["rate_limit"] == "60/min"
 
 
 async def test_agent_names_are_unique(hookd: Hookd) -> None:

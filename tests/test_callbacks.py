@@ -359,8 +359,10 @@ async def test_a_trailing_dot_does_not_hide_a_loopback_host_at_delivery(
 
 
 @pytest.mark.parametrize(
-    "url", ["ftp://example.org/x", "example.org/hook", "http://", "http://exa mple.org", 7]
-)
+    "url",
+    ["ftp://example.org/x", "example.org/hook", "http://", "http://exa mple.org", 7,
+     "https://example.org/caf\u00e9", "https://example.org:70000/hook", "https://[::1::2]/hook"],
+)  # fmt: skip
 async def test_a_callback_url_must_be_an_http_url(hookd: Hookd, url: Any) -> None:
     response = await hookd.client.post(
         "/api/agents", json={"name": "bad", "callback_url": url}, headers=hookd.admin

@@ -156,6 +156,8 @@ def test_standard_webhooks_refusals(change: dict[str, str | None], now: int, nam
         {"type": "github", "secret": ""},
         {"type": "github", "secret": " padded "},
         {"type": "github", "secret": "x" * 1025},
+        {"type": "github", "secret": "caf\u00e9"},  # printable, but not ASCII
+        {"type": "github", "secret": "zero\u200bwidth"},
         {"type": "github"},
         {"type": "gitlab", "secret": "s"},
         {"type": "github", "secret": "s", "extra": 1},
@@ -364,12 +366,56 @@ async def test_unusable_keys_are_400(hookd: Hookd, key: str) -> None:
     assert hookd.count_rows() == 0
 
 
-async def test_multipart_with_a_key_is_400(hookd: Hookd) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Idempotency-Key": "k", "X-GitHub-Delivery": ""},
+        {"Idempotency-Key": "k", "webhook-id": "tab\there"},
+        {"webhook-id": "msg_1", "X-GitHub-Delivery": "k" * 256},
+    ],
+    ids=["empty-delivery", "tab-in-webhook-id", "long-delivery"],
+)
+async def test_every_idempotency_header_is_checked_not_only_the_key(
+    hookd: Hookd, headers: dict[str, str]
+) -> None:
     agent = await hookd.create_agent()
-    form = FormData({"question": "hi"})
-    form.add_field("file", b"x", filename="x.txt")  # forces multipart/form-data
-    response = await hookd.client.post(agent["webhook_path"], data=form, headers={"Idempotency-Key": "k"})
-    await refused(response, 400, "multipart")
+    bad = next(name for name, value in headers.items() if value not in ("k", "msg_1"))
+    await refused(await send(hookd, agent, {}, **headers), 400, f"The {bad} header", "255")
+    assert hookd.count_rows() == 0
+
+
+async def test_a_signed_agent_checks_the_headers_it_does_not_count(hookd: Hookd) -> None:
+    agent = await hookd.create_agent(signature={"type": "standard-webhooks", "secret": SW_SECRET})
+    body = b"{}"
+    unusable = sw_headers(body, msg_id="msg_1") | {"Idempotency-Key": ""}
+    await refused(await post(hookd, agent, body, unusable), 400, "Idempotency-Key")
+    assert hookd.count_rows() == 0
+
+
+def multipart(fields: dict[str, str]) -> FormData:
+    return FormData(fields, default_to_multipart=True)  # a new random boundary each time
+
+
+async def test_a_multipart_form_with_a_key_is_compared_by_its_fields(hookd: Hookd) -> None:
+    agent = await hookd.create_agent()
+    key = {"Idempotency-Key": "form-1"}
+    first = await hookd.client.post(agent["webhook_path"], data=multipart({"question": "hi"}), headers=key)
+    assert first.status == 200, await first.text()
+    # The same fields in a new body (another boundary): the same request again.
+    again = await hookd.client.post(agent["webhook_path"], data=multipart({"question": "hi"}), headers=key)
+    assert again.status == 200, await again.text()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert (await again.json())["task_id"] == (await first.json())["task_id"]
+    other = await hookd.client.post(agent["webhook_path"], data=multipart({"question": "bye"}), headers=key)
+    await refused(other, 422, "Idempotency-Key", "different body")
+    assert hookd.count_rows() == 1
+    assert (await hookd.wait_for((await first.json())["task_id"]))["status"] == "SUCCESS"
+
+
+async def test_a_signed_agent_takes_no_multipart_body(hookd: Hookd) -> None:
+    agent = await hookd.create_agent(signature={"type": "github", "secret": GH_SECRET})
+    response = await hookd.client.post(agent["webhook_path"], data=multipart({"question": "hi"}))
+    await refused(response, 400, "Signature checks need the raw body", "multipart/form-data")
     assert hookd.count_rows() == 0
 
 

@@ -467,6 +467,11 @@ def test_servers_are_normalized_with_defaults() -> None:
         ([{"name": "s", "url": "ftp://h/mcp"}], "'mcp_servers[0].url' must be an http:// or https:// URL"),
         ([{"name": "s", "url": "http://h:port/mcp"}], "'mcp_servers[0].url' must be an http://"),
         ([{"name": "s", "url": "http://[::1/mcp"}], "'mcp_servers[0].url' must be an http://"),
+        ([{"name": "s", "url": ""}], "'mcp_servers[0].url' must be an http://"),
+        ([{"name": "s", "url": "http://h:65536/mcp"}], "a port up to 65535"),
+        ([{"name": "s", "url": "http://[::1::2]/mcp"}], "'mcp_servers[0].url' must be an http://"),
+        ([{"name": "s", "url": "http://h/a b"}], "printable ASCII only (no spaces"),
+        ([{"name": "s", "url": "http://h/caf\u00e9"}], "percent-encode anything else"),
         ([{"name": "s", "url": "https://u:pw@h/mcp"}], "take the credentials out of 'mcp_servers[0].url'"),
         ([{"name": "s", "url": "http://h/", "headers": {"A": "b"}}], "hookd never stores secrets"),
         ([{"name": "s", "url": "http://h/", "headers_env": {"Bad Header": "V"}}], "headers_env' must map"),
@@ -478,6 +483,15 @@ def test_bad_servers_are_refused_with_a_message_naming_the_field(servers: Any, m
     with pytest.raises(InvalidInput) as caught:
         check_mcp_servers(servers)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://h/", "HTTPS://Example.COM:8443/mcp?v=1#x", "http://127.0.0.1:9/mcp", "http://[::1]:9/mcp",
+     "http://[fe80::1:2]/mcp", "https://h/caf%C3%A9"],
+)  # fmt: skip
+def test_http_urls_with_a_host_name_or_an_address_are_taken(url: str) -> None:
+    assert check_mcp_servers([{"name": "s", "url": url}])[0]["url"] == url
 
 
 # -- HOOKD_MCP_COMMANDS: which programs a stdio server may start ------------------------------

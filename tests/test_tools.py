@@ -444,6 +444,12 @@ async def test_notify_without_its_token_variable_fails_as_config_error(
             {"tools": [{"type": "http_request", "allow_hosts": ["a b"]}]},
             "has 'a b', which is not a host name",
         ),
+        (  # an IDN is given as its xn-- form, as the document's pattern says
+            {"tools": [{"type": "http_request", "allow_hosts": ["b\u00fccher.example"]}]},
+            "(an IDN as its xn-- form)",
+        ),
+        ({"tools": [{"type": "http_request", "allow_hosts": [" api.example.com"]}]}, "not a host name"),
+        ({"tools": [{"type": "http_request", "allow_hosts": ["[::1"]}]}, "not a host name"),
         (
             {"tools": [LOOPBACK_HTTP | {"allow_private": "yes"}]},
             "'tools[0].allow_private' must be true or false",
@@ -478,6 +484,19 @@ async def test_tool_configs_are_checked_on_save(hookd: Hookd, fields: dict[str, 
     assert response.status == 400 and message in body["message"], body
     assert "tk_x" not in body["message"]
     assert hookd.count_rows("agents") == 0
+
+
+async def test_a_tool_count_may_be_written_with_a_point(hookd: Hookd) -> None:
+    agent = await hookd.create_agent(tools=[{"type": "read_webpage", "max_chars": 5000.0}])
+    assert agent["tools"][0]["max_chars"] == 5000 and isinstance(agent["tools"][0]["max_chars"], int)
+
+
+async def test_allow_hosts_are_taken_as_the_document_spells_them(hookd: Hookd) -> None:
+    hosts = ["API.Example.com.", "*.example.org", "xn--bcher-kva.example", "10.0.0.1", "[::1]", "fe80::1"]
+    agent = await hookd.create_agent(tools=[{"type": "http_request", "allow_hosts": hosts}])
+    assert agent["tools"][0]["allow_hosts"] == [
+        "api.example.com", "*.example.org", "xn--bcher-kva.example", "10.0.0.1", "::1", "fe80::1"
+    ]  # fmt: skip
 
 
 async def test_saved_tools_show_their_defaults(hookd: Hookd) -> None:

@@ -31,10 +31,16 @@ from aiohttp.abc import ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from agents.tools.base import ToolError
+from agents.urls import IPV6
 from errors import InvalidInput
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-_HOST = re.compile(r"(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
+_LABEL = "[A-Za-z0-9_]([-A-Za-z0-9_]*[A-Za-z0-9_])?"
+# An allow-list entry: '*', a host name (ASCII: an IDN as its xn-- form) with '*.' for its
+# subdomains and a trailing dot or not, an IPv4 address (a name, to this pattern) or an IPv6
+# one, in brackets or not. The OpenAPI document carries the same pattern.
+ALLOW_HOST = f"^(\\*|(\\*\\.)?{_LABEL}(\\.{_LABEL})*\\.?|\\[({IPV6})\\]|({IPV6}))$"
+_ALLOW_HOST = re.compile(ALLOW_HOST)
 ALLOW_PRIVATE_HINT = "set allow_private: true on the tool to allow loopback, private and link-local addresses"
 
 
@@ -137,20 +143,13 @@ def check_allow_hosts(value: object, where: str) -> list[str]:
         )
     hosts = []
     for raw in value:
-        host = normalize_host(raw)
-        valid = host == "*" or bool(_HOST.fullmatch(host))
-        if not valid:
-            try:
-                ipaddress.ip_address(host)
-                valid = True
-            except ValueError:
-                valid = False
-        if not valid:
+        if not _ALLOW_HOST.fullmatch(raw):
             raise InvalidInput(
-                f"'{where}' has '{raw}', which is not a host name; use names like api.example.com,"
-                " *.example.org (its subdomains), an IP address, or '*' for any host."
+                f"'{where}' has '{raw[:100]}', which is not a host name; use names like api.example.com"
+                " (an IDN as its xn-- form), *.example.org (its subdomains), an IP address, or '*'"
+                " for any host."
             )
-        hosts.append(host)
+        hosts.append(normalize_host(raw))
     return hosts
 
 

@@ -11,6 +11,7 @@ import re
 from typing import Any, Protocol
 
 from agents.env_names import check_env_name
+from agents.numbers import whole_number
 from errors import InvalidInput
 
 SECRET_KEYS = ("token", "api_key", "password", "secret", "authorization")
@@ -72,8 +73,8 @@ class ConfigReader:
         return float(value)
 
     def whole(self, key: str, default: int, low: int, high: int) -> int:
-        value = self.config.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        value = whole_number(self.config.get(key, default))
+        if value is None or not low <= value <= high:
             raise self.fail(key, f"must be a whole number from {low} to {high}.")
         return value
 

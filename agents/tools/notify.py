@@ -18,6 +18,7 @@ from agents.providers import ModelError
 from agents.tools.addresses import normalize_host
 from agents.tools.base import ConfigReader, Tool, ToolError
 from agents.tools.web import GuardedClient
+from agents.urls import is_url_without_query
 
 NAME = "notify"
 KEYS = ("server", "topic", "api_key_env", "allow_private", "timeout_s")
@@ -51,15 +52,9 @@ PARAMETERS: dict[str, Any] = {
 
 
 def _server_url(value: Any) -> str | None:
-    """The server's URL without a trailing slash, or None if it is not an http(s) URL."""
-    if not isinstance(value, str) or not value.isascii():
-        return None
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+    """The server's URL without a trailing slash, or None if it is not an http(s) URL without a
+    query or fragment."""
+    if not isinstance(value, str) or not is_url_without_query(value):
         return None
     return value.rstrip("/")
 
