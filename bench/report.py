@@ -386,3 +386,20 @@ def startup_rows(startup: dict[str, list[dict[str, Any]]], queued: int) -> list[
             " in the first second; the queue stays in SQLite, claimed a batch at a time",
         ),
     ]
+
+
+def baseline_rows(results: dict[str, list[dict[str, Any]]], client: str) -> list[Row]:
+    """This hookd against --baseline's: the medians' ratios, by answers/s and by CPU per answer."""
+    rows = []
+    for what in ("accepts", "status"):
+        ours, theirs = results[f"hookd {what}"], results[f"baseline {what}"]
+        rps, base_rps = median(ours, "rps"), median(theirs, "rps")
+        cpu, base_cpu = median(ours, "server_cpu_us_per_ok"), median(theirs, "server_cpu_us_per_ok")
+        note = ""
+        if cpu and base_cpu:
+            note = f"by server CPU per answer: {base_cpu / cpu:.2f}x ({base_cpu:.0f} µs before, {cpu:.0f} µs now)"
+        value = ratio_text(rps / base_rps if rps and base_rps else None)
+        rows.append(
+            Row(f"hookd / baseline: {what}/s ({client}; {per_s(base_rps)} → {per_s(rps)})", value, note=note)
+        )
+    return rows

@@ -47,6 +47,7 @@ from procs import Fleet, Meter, Proc, free_port, pin, split_cores, wait_quiet
 from report import (
     Row,
     accept_rows,
+    baseline_rows,
     end_to_end_rows,
     format_table,
     latencies,
@@ -177,7 +178,14 @@ class Bench:
         self.fake_url = proc.url + "/v1"
 
     def spawn_hookd(
-        self, label: str, db: Path, *, workers: int, sync: str, max_pending: int | None = None
+        self,
+        label: str,
+        db: Path,
+        *,
+        workers: int,
+        sync: str,
+        max_pending: int | None = None,
+        root: Path = REPO,
     ) -> Proc:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKD_")}
         env |= {
@@ -192,15 +200,22 @@ class Bench:
         if max_pending is not None:
             argv += ["--max-pending", str(max_pending)]
         proc = Proc(
-            f"hookd {label}", argv, cwd=REPO, env=env, log_path=db.with_suffix(".log"),
+            f"hookd {label}", argv, cwd=root, env=env, log_path=db.with_suffix(".log"),
             cores=self.server_cores, port=port,
         )  # fmt: skip
         return self.fleet.start(proc)
 
     def start_hookd(
-        self, label: str, db: Path, *, workers: int, sync: str, max_pending: int | None = None
+        self,
+        label: str,
+        db: Path,
+        *,
+        workers: int,
+        sync: str,
+        max_pending: int | None = None,
+        root: Path = REPO,
     ) -> Hookd:
-        proc = self.spawn_hookd(label, db, workers=workers, sync=sync, max_pending=max_pending)
+        proc = self.spawn_hookd(label, db, workers=workers, sync=sync, max_pending=max_pending, root=root)
         proc.wait_listening()
         return Hookd(proc, db)
 
@@ -348,11 +363,11 @@ class Bench:
         return result
 
     def hookd_round(
-        self, label: str, db: Path, sync: str, client: str, get_ids: Path | None = None
+        self, label: str, db: Path, sync: str, client: str, get_ids: Path | None = None, root: Path = REPO
     ) -> dict[str, Any]:
         """One measurement of a hookd on `db`; its agent's runs are held (the model never answers
         in time), so the 8 workers take no CPU from the requests measured."""
-        hookd = self.start_hookd(label, db, workers=8, sync=sync, max_pending=ACCEPT_MAX_PENDING)
+        hookd = self.start_hookd(label, db, workers=8, sync=sync, max_pending=ACCEPT_MAX_PENDING, root=root)
         url = hookd.webhook_url if get_ids is None else hookd.proc.url + "/api/task_status"
         result = self.sustained(url, hookd.proc, client, get_ids)
         stuck = bool(result["server_note"]) or not hookd.proc.alive() or not hookd.answers()
@@ -414,6 +429,49 @@ class Bench:
                     self.hookd_round, "status-small", small.path, sync, client, small_ids
                 ),
                 "hookd 1M tasks": partial(self.hookd_round, "status-1m", big.path, sync, client, big_ids),
+            }
+        )
+
+    def baseline_db(self, label: str, tasks: int) -> Path:
+        """A database built by the baseline checkout's own bench/dbs.py, in its own schema."""
+        path = self.tmp_dir / f"{next(self._serial):02d}-baseline-{label}.db"
+        build = (
+            "import sys; from pathlib import Path; sys.path.insert(0, '.'); from bench import dbs;"
+            " dbs.build(Path(sys.argv[1]), int(sys.argv[2]), 'SUCCESS', sys.argv[3])"
+        )
+        argv = [sys.executable, "-c", build, str(path), str(tasks), HELD_MODEL]
+        subprocess.run(argv, cwd=self.args.baseline, check=True, capture_output=True)
+        return path
+
+    def against_baseline(self, client: str) -> dict[str, list[dict[str, Any]]]:
+        """This checkout's hookd and the --baseline checkout's, in alternating rounds of the same
+        load: webhook accepts on an empty database, and task status on 1,000 tasks."""
+        a, base = self.args, Path(self.args.baseline)
+        self.say(f"[baseline] this hookd against {base}, {client} client, {a.rounds} rounds each")
+        small = self.fresh_db("ab-status", HELD_MODEL, SMALL_TASKS)
+        small_ids = self.tmp_dir / "ab-ids.txt"
+        small_ids.write_text("\n".join(dbs.sample_ids(small.path, STATUS_IDS)) + "\n")
+        base_small = self.baseline_db("status", SMALL_TASKS)
+        base_ids = self.tmp_dir / "ab-base-ids.txt"
+        base_ids.write_text("\n".join(dbs.sample_ids(base_small, STATUS_IDS)) + "\n")
+        sync = a.sync[0]
+
+        def accepts(root: Path) -> dict[str, Any]:
+            db = (
+                self.fresh_db("ab-accepts", HELD_MODEL).path
+                if root == REPO
+                else self.baseline_db("accepts", 0)
+            )
+            return self.hookd_round("ab-accepts", db, sync, client, root=root)
+
+        return self.rounds(
+            {
+                "hookd accepts": partial(accepts, REPO),
+                "baseline accepts": partial(accepts, base),
+                "hookd status": partial(self.hookd_round, "ab-status", small.path, sync, client, small_ids),
+                "baseline status": partial(
+                    self.hookd_round, "ab-status", base_small, sync, client, base_ids, root=base
+                ),
             }
         )
 
@@ -580,6 +638,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=0.0,
         help="before each measurement, wait up to this long for the machine to be under 10%% busy",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="another checkout of hookd (e.g. `git worktree add /tmp/base HEAD~5`): its hookd is"
+        " measured against this one in alternating rounds of accepts and status, on databases its own"
+        " bench/dbs.py builds",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     parser.add_argument("--rss-limit-mb", type=int, default=1024, help="kill a server growing past this")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the databases and server logs")
@@ -616,6 +681,9 @@ def main(argv: list[str]) -> None:
             for client in args.clients if "status" in phases else []:
                 raw[f"status-{client}"] = result = bench.status(client)
                 rows += status_rows(result, args.connections, client)
+            for client in args.clients if args.baseline else []:
+                raw[f"baseline-{client}"] = result = bench.against_baseline(client)
+                rows += baseline_rows(result, client)
             for sync in args.sync:
                 if "e2e" in phases:
                     raw[f"e2e-{sync}"] = results = [bench.end_to_end(sync) for _ in range(args.repeats)]
