@@ -248,11 +248,7 @@ async def tasks_show(store: Store, settings: Settings, args: argparse.Namespace)
     task = await store.get_task(args.task_id.lower()) if is_uuid(args.task_id) else None
     if task is None:
         raise NotFound("No task has this id.")
-    body = task.admin_json(with_payload=True)
-    try:
-        _print_json(body)
-    except RecursionError:  # a payload an older hookd stored too deep to print: its text instead
-        _print_json(body | {"payload": task.payload})
+    _print_json(task.admin_json(with_payload=True))
 
 
 async def tasks_cancel(store: Store, settings: Settings, args: argparse.Namespace) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -149,12 +148,9 @@ async def get_task(request: web.Request) -> web.Response:
     if task is None:
         raise NotFound("No task has this id.")
     deliveries = await store.list_deliveries(task.id)
-    body = task.admin_json(with_payload=True) | {"deliveries": [d.to_json() for d in deliveries]}
-    try:
-        text = json.dumps(body)
-    except RecursionError:  # a payload an older hookd stored too deep to serve: its text instead
-        text = json.dumps(body | {"payload": task.payload})
-    return web.json_response(text=text)
+    return web.json_response(
+        task.admin_json(with_payload=True) | {"deliveries": [d.to_json() for d in deliveries]}
+    )
 
 
 @routes.get("/api/tasks/{task_id}/deliveries")

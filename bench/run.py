@@ -205,17 +205,9 @@ class Bench:
         )  # fmt: skip
         return self.fleet.start(proc)
 
-    def start_hookd(
-        self,
-        label: str,
-        db: Path,
-        *,
-        workers: int,
-        sync: str,
-        max_pending: int | None = None,
-        root: Path = REPO,
-    ) -> Hookd:
-        proc = self.spawn_hookd(label, db, workers=workers, sync=sync, max_pending=max_pending, root=root)
+    def start_hookd(self, label: str, db: Path, **options: Any) -> Hookd:
+        """`spawn_hookd`, once it listens."""
+        proc = self.spawn_hookd(label, db, **options)
         proc.wait_listening()
         return Hookd(proc, db)
 

@@ -6,12 +6,30 @@ import json
 from typing import Any
 
 # How deeply hookd reads nested JSON (objects and arrays), in webhooks and admin bodies alike. Real
-# senders nest fewer than 20 levels (GitHub's deepest payloads about 8); deeper JSON is refused,
+# senders nest fewer than 20 levels; deeper JSON is refused,
 # which keeps every later stage — rendering, storing, serving — clear of deep recursion.
 MAX_JSON_DEPTH = 32
 # A result nested deeper than this (a model's structured answer, its tools' arguments) is not
 # stored: every read would have to parse and serve it.
 MAX_RESULT_DEPTH = 2 * MAX_JSON_DEPTH
+
+
+def may_nest_deeper_than(text: str, max_depth: int) -> bool:
+    """False when JSON `text` has too few brackets to nest deeper than `max_depth`: the usual
+    small value needs no walk (two scans in C)."""
+    return text.count("[") + text.count("{") > max_depth
+
+
+def loads_within(text: str, max_depth: int) -> tuple[bool, Any]:
+    """(True, the value) for JSON text nested at most `max_depth` deep; (False, None) for one
+    deeper (which only an older hookd stored, and no view could serve)."""
+    if not may_nest_deeper_than(text, max_depth):
+        return True, json.loads(text)
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        return False, None
+    return (False, None) if nested_deeper_than(value, max_depth) else (True, value)
 
 
 def nested_deeper_than(value: Any, max_depth: int) -> bool:

@@ -23,7 +23,7 @@ from agents.providers import ModelError
 from agents.run import RunContext
 from errors import StorageUnavailable
 from tasks.events import TaskEvent, TaskEvents
-from tasks.json_text import MAX_RESULT_DEPTH, json_text, nested_deeper_than
+from tasks.json_text import MAX_RESULT_DEPTH, json_text, may_nest_deeper_than, nested_deeper_than
 from tasks.store import Claim, Store, Task
 
 log = logging.getLogger("hookd.pool")
@@ -336,8 +336,8 @@ class WorkerPool:
         size = len(text) if text.isascii() else len(text.encode("utf-8"))
         if size > self._max_result_bytes:
             return f"over {self._max_result_bytes} bytes as JSON, the limit of HOOKD_MAX_RESULT_BYTES"
-        if text.count("[") + text.count("{") <= MAX_RESULT_DEPTH:
-            return None  # too few containers to nest that deep: no walk (the usual case)
+        if not may_nest_deeper_than(text, MAX_RESULT_DEPTH):
+            return None
         if size <= INLINE_DEPTH_CHECK_BYTES:
             deep = nested_deeper_than(result, MAX_RESULT_DEPTH)
         else:  # a walk of a large result is Python code: off the event loop

@@ -9,7 +9,6 @@ knows which database it talks to.
 from __future__ import annotations
 
 import contextlib
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any
 
 from agents.agent import Agent, iso_time
 from agents.knowledge import Passage, PreparedSource, Source
-from tasks.json_text import MAX_RESULT_DEPTH, json_text, nested_deeper_than
+from tasks.json_text import MAX_JSON_DEPTH, MAX_RESULT_DEPTH, json_text, loads_within
 
 STATUSES = ("PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE")
 # How long a webhook's idempotency key is remembered: a request repeating it within this window
@@ -77,13 +76,10 @@ class Task:
         return body
 
     def payload_value(self) -> Any:
-        """The payload as a JSON value. A payload an older hookd stored nested too deep to parse
-        (it had no nesting limit) comes as its JSON text; one that parses but is too deep to
-        serve is for the caller to replace with `payload` when its json.dumps fails."""
-        try:
-            return json.loads(self.payload)
-        except RecursionError:
-            return self.payload
+        """The payload as a JSON value; one an older hookd stored nested deeper than
+        MAX_JSON_DEPTH (it had no nesting limit), which no view could serve, as its JSON text."""
+        readable, value = loads_within(self.payload, MAX_JSON_DEPTH)
+        return value if readable else self.payload
 
 
 def stored_result(text: str | None) -> dict[str, Any] | None:
@@ -91,14 +87,8 @@ def stored_result(text: str | None) -> dict[str, Any] | None:
     stored such results) could not be served, so it reads as a failure saying so."""
     if text is None:
         return None
-    if text.count("[") + text.count("{") <= MAX_RESULT_DEPTH:  # too few containers to be that deep
-        value: dict[str, Any] = json.loads(text)
-        return value
-    try:
-        value = json.loads(text)
-    except RecursionError:
-        return _unreadable_result()
-    return _unreadable_result() if nested_deeper_than(value, MAX_RESULT_DEPTH) else value
+    readable, value = loads_within(text, MAX_RESULT_DEPTH)
+    return value if readable else _unreadable_result()
 
 
 def _unreadable_result() -> dict[str, Any]:

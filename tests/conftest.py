@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -136,6 +137,13 @@ def make_hookd(
 @pytest.fixture
 async def hookd(make_hookd: Callable[..., Awaitable[Hookd]]) -> Hookd:
     return await make_hookd()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client for hookd subprocesses (tests/processes.py)."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        yield session
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ test ends.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
 import signal
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from tests.conftest import ADMIN_KEY
 
@@ -162,3 +164,8 @@ class HookdProcesses:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+async def start(processes: HookdProcesses, **options: Any) -> HookdProcess:
+    """`processes.start`, from a test's event loop (off it, so loop-served fakes keep answering)."""
+    return await asyncio.to_thread(processes.start, **options)

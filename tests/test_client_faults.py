@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,12 +27,6 @@ WEBHOOK_ROUTE = "/api/webhooks/agents/{token}"
 def processes(tmp_path: Path) -> Iterator[HookdProcesses]:
     with HookdProcesses(tmp_path, llm_provider="echo") as started:
         yield started
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        yield session
 
 
 async def start_with_agent(

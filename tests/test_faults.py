@@ -18,7 +18,7 @@ import statistics
 import subprocess
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import pytest
 
 from tasks.pool import MAX_FINAL_WRITE_RETRY_S
 from tests.fake_llm import FakeLLM
-from tests.processes import HookdProcess, HookdProcesses
+from tests.processes import HookdProcesses, start
 from tests.remote import (
     Api,
     integrity_problems,
@@ -43,16 +43,6 @@ from tests.remote import (
 def processes(tmp_path: Path, fake_llm: FakeLLM) -> Iterator[HookdProcesses]:
     with HookdProcesses(tmp_path, llm_base_url=fake_llm.url + "/v1", llm_model="ok") as started:
         yield started
-
-
-async def start(processes: HookdProcesses, **options: Any) -> HookdProcess:
-    return await asyncio.to_thread(processes.start, **options)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        yield session
 
 
 # -- the model misbehaves ------------------------------------------------------------------

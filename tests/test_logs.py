@@ -13,7 +13,6 @@ import json
 import logging
 import re
 import sys
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -103,12 +102,6 @@ def test_a_json_line_is_one_line_whatever_it_holds() -> None:
 
 
 # -- the whole output of a real process ----------------------------------------------------
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        yield session
 
 
 async def run_and_log(

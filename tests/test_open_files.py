@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.processes import HookdProcess, HookdProcesses
+from tests.processes import HookdProcess, HookdProcesses, start
 from tests.remote import Api, read_response, wait_until
 
 LOW_LIMIT = 64  # soft and hard: hookd cannot raise it
@@ -28,16 +27,6 @@ HOLD_S = 2.0  # long enough for asyncio to retry accept() twice (it waits 1 s be
 def processes(tmp_path: Path) -> Iterator[HookdProcesses]:
     with HookdProcesses(tmp_path, llm_provider="echo") as started:
         yield started
-
-
-async def start(processes: HookdProcesses, **options: Any) -> HookdProcess:
-    return await asyncio.to_thread(processes.start, **options)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        yield session
 
 
 def open_files_limits(process: HookdProcess) -> tuple[str, str]:
