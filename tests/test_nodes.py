@@ -278,3 +278,46 @@ async def test_webhooks_to_every_node_survive_a_kill_9_in_each_of_three_rounds(
         assert logs.count("took over tasks of a hookd that stopped") >= 3
     finally:
         await runner.cleanup()
+
+
+async def test_a_callback_the_dying_node_was_sending_is_delivered_by_another(
+    nodes: HookdProcesses, http: aiohttp.ClientSession
+) -> None:
+    """One node at a time sends callbacks. The receiver holds the first attempt unanswered; the
+    sending node is killed -9 meanwhile; the other node takes over the sending and delivers it
+    (the same webhook-id, as every attempt of a delivery has)."""
+    received: list[str] = []
+    first_arrived, released = asyncio.Event(), asyncio.Event()
+
+    async def receive(request: web.Request) -> web.Response:
+        received.append(request.headers["webhook-id"])
+        if len(received) == 1:
+            first_arrived.set()
+            await released.wait()  # not answered before its sender dies
+        return web.Response(status=204)
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", receive)
+    runner = web.AppRunner(receiver)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        one = await start(nodes, callback_allow_private="true")
+        two = await start(nodes, callback_allow_private="true")
+        agent = await Api(http, one).create_agent(callback_url=f"http://127.0.0.1:{port}/hook")
+        task_id = await send(http, webhook(two, agent), {"question": "Call me back"})
+        await asyncio.wait_for(first_arrived.wait(), 15)
+        sender, other = (one, two) if "now sends the callbacks" in one.log() else (two, one)
+        assert "now sends the callbacks" in sender.log() and "now sends the callbacks" not in other.log()
+        sender.kill()
+        await wait_until(lambda: len(received) == 2, "the delivery sent again by the other node", 15.0)
+        assert received[0] == received[1]
+        await wait_until(lambda: "now sends the callbacks" in other.log(), "the other node sending")
+        async with http.get(f"{other.url}/api/tasks/{task_id}/deliveries", headers=other.admin) as response:
+            (delivery,) = (await response.json())["deliveries"]
+        assert (delivery["id"], delivery["status"]) == (received[0], "delivered")
+    finally:
+        released.set()
+        await runner.cleanup()
