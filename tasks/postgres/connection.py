@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 import asyncpg
 from asyncpg import exceptions as pg
 
-from errors import InvalidInput, StorageUnavailable
+from errors import AlreadyServed, InvalidInput, StorageUnavailable
 from tasks.store import Store
 
 # Advisory locks are (class, key) pairs; hookd's two classes spell "hook" and "hoom" in ASCII.
@@ -115,7 +115,7 @@ class PostgresBase(Store):
             raise self.unavailable(exc) from None
         try:
             if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *SERVE_LOCK):
-                raise StorageUnavailable(
+                raise AlreadyServed(
                     f"Another hookd node is serving {self.shown_url}. Until several nodes can share"
                     " one database (runs held under leases), one serves it at a time: two would run"
                     " each other's tasks twice. Stop the other one first."
