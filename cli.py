@@ -256,10 +256,7 @@ async def tasks_cancel(store: Store, settings: Settings, args: argparse.Namespac
     if not is_uuid(args.task_id):
         raise NotFound("No task has this id.")
     task = await store.cancel(args.task_id.lower())
-    print(
-        f"Task {task.id} cancelled. (A run already in progress in a running hookd finishes, "
-        "but its result is discarded.)"
-    )
+    print(f"Task {task.id} cancelled. (A run of it in a running hookd stops within a second or two.)")
 
 
 def db_copy(settings: Settings, args: argparse.Namespace) -> None:

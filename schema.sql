@@ -67,6 +67,10 @@ CREATE TABLE tasks (
     -- What a list of tasks shows of a result over 2 KiB (tasks/store.py list_preview); NULL
     -- for a smaller one, which a list shows whole.
     result_preview TEXT CHECK (result_preview IS NULL OR json_valid(result_preview)),
+    -- While STARTED: the server running it (a random id per process) and until when it is
+    -- that server's (tasks/store.py take_over_expired); NULL otherwise.
+    owner         TEXT,
+    lease_expires_at REAL,
     CHECK ((status IN ('SUCCESS', 'FAILURE')) = (result IS NOT NULL))
 );
 

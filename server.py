@@ -116,7 +116,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
     # One connection per worker at most: enough for every run to be in flight at once.
-    connector = aiohttp.TCPConnector(limit=app[settings_key].workers)
+    connector = aiohttp.TCPConnector(limit=max(app[settings_key].workers, 1))  # 0 is no limit to aiohttp
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S)  # runs have their own
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         app[http_session_key] = session
@@ -147,11 +147,12 @@ async def worker_pool_ctx(app: web.Application) -> AsyncIterator[None]:
         retry_backoff_s=settings.retry_backoff_s,
         max_pending=settings.max_pending,
         max_result_bytes=settings.max_result_bytes,
+        lease_s=settings.lease_s,
     )
     # Subscribed before the first claim, and drained after the last final write, so the log
     # and the metrics see every state change, shutdown's included.
     transitions = TransitionFeed(app[store_key], sinks=(log_transition, app[metrics_key].observe_transition))
-    pool.events.subscribe(transitions.on_event)
+    app[store_key].events.subscribe(transitions.on_event)
     await pool.start()
     app[pool_key] = pool
     try:
@@ -162,7 +163,7 @@ async def worker_pool_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def task_watch_ctx(app: web.Application) -> AsyncIterator[None]:
-    watch = TaskWatch(app[pool_key].events)
+    watch = TaskWatch(app[store_key].events)
     app[task_watch_key] = watch
     try:
         yield
@@ -185,13 +186,15 @@ async def callbacks_ctx(app: web.Application) -> AsyncIterator[None]:
         allow_private=settings.callback_allow_private,
         backoff_s=settings.retry_backoff_s,
     )
-    unsubscribe = app[pool_key].events.subscribe(sender.on_event)
+    events = app[store_key].events
+    unsubscribes = (events.subscribe(sender.on_event), events.subscribe_resync(sender.wake))
     # Deliveries left pending by the last run (or a crash) are due: the loop's first look sends them.
     loop = asyncio.create_task(sender.run(), name="hookd-callbacks")
     try:
         yield
     finally:
-        unsubscribe()
+        for unsubscribe in unsubscribes:
+            unsubscribe()
         loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loop
@@ -257,6 +260,8 @@ def serve(settings: Settings) -> None:
         open_store(settings.database_url, settings.db, settings.sync).where,
         settings.workers,
     )
+    if settings.workers == 0 and not settings.database_url:
+        log.warning("HOOKD_WORKERS is 0: this hookd runs no tasks, and on SQLite no other hookd can")
     raise_open_files_limit()
     web.run_app(
         create_app(settings),

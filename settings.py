@@ -28,6 +28,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -46,6 +53,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:  # also rejects NaN
         raise ValueError("must be more than 0")
+    return value
+
+
+def _lease_s(text: str) -> float:
+    value = _positive_float(text)
+    if value < 1:
+        raise ValueError("must be at least 1 (seconds): a renewal takes a round trip to the database")
     return value
 
 
@@ -159,7 +173,13 @@ SETTINGS: tuple[Setting, ...] = (
         _database_url,
         secret=True,
     ),
-    Setting("workers", "8", "Agent runs in flight at once, across all agents.", _positive_int),
+    Setting(
+        "workers",
+        "8",
+        "Agent runs in flight at once, across all agents. 0: this node accepts webhooks and"
+        " answers status, and other nodes on its PostgreSQL database run the tasks.",
+        _non_negative_int,
+    ),
     Setting(
         "admin_key",
         "",
@@ -243,6 +263,14 @@ SETTINGS: tuple[Setting, ...] = (
         "On SIGTERM/SIGINT, how long running agent runs may take to finish; the rest go back"
         " to the queue for the next start.",
         _non_negative_float,
+    ),
+    Setting(
+        "lease_s",
+        "30",
+        "How long a running task stays its node's without a renewal (renewed every third of it)."
+        " A task whose node died is run again, by another node or the next start, once its lease"
+        " is over; on SQLite the next start takes it at once.",
+        _lease_s,
     ),
     Setting(
         "retry_backoff_s",
@@ -331,6 +359,7 @@ class Settings:
     rate_limit: RateLimit | None
     result_ttl_days: float
     shutdown_grace_s: float
+    lease_s: float
     retry_backoff_s: float
     sync: str
     callback_allow_private: bool

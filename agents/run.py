@@ -175,7 +175,7 @@ async def run_agent(
         tools = await open_tools(agent.tools, stack) + await open_mcp_tools(
             agent.mcp_servers, stack, mcp_commands
         )
-        runner = ToolRunner(tools, journal, run.task_id, records=run.tool_calls)
+        runner = ToolRunner(tools, journal, run.task_id, run.attempt, records=run.tool_calls)
         specs = [ToolSpec(tool.name, tool.description, tool.parameters) for tool in tools]
         chat = new_chat(config, system, user, specs, agent.json_schema)
         result = await _converse(agent, chat, runner, session)

@@ -85,8 +85,7 @@ async def update_agent(request: web.Request) -> web.Response:
 @require_admin
 async def delete_agent(request: web.Request) -> web.Response:
     agent_id = _agent_id(request)
-    cancelled = await request.app[store_key].delete_agent(agent_id)
-    await request.app[pool_key].cancel_runs(agent_id, cancelled)
+    cancelled = await request.app[store_key].delete_agent(agent_id)  # their runs stop (the pool hears it)
     return web.json_response({"deleted": True, "id": agent_id, "cancelled_tasks": len(cancelled)})
 
 
@@ -167,5 +166,5 @@ async def list_deliveries(request: web.Request) -> web.Response:
 @routes.post("/api/tasks/{task_id}/cancel")
 @require_admin
 async def cancel_task(request: web.Request) -> web.Response:
-    task = await request.app[pool_key].cancel(_task_id(request))
+    task = await request.app[store_key].cancel(_task_id(request))  # a run, on any node, stops
     return web.json_response(task.admin_json(with_payload=False))

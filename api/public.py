@@ -85,9 +85,8 @@ async def _enqueue(request: web.Request, token_hash: bytes | None) -> Enqueued:
         limiter.give_back(lookup)
         raise _queue_full(pool)
     try:
+        # Counted in the queue by the pool (the store's event) before the place is given back.
         enqueued = await ingress.enqueue(request.app[store_key], token_hash, payload_json)
-        if enqueued is not None and not enqueued.replayed:
-            pool.accepted(enqueued.task_id)
     finally:
         pool.release()
     if enqueued is None:

@@ -51,6 +51,9 @@ MAX_BACKOFF_S = 3600.0
 SEND_TIMEOUT_S = 10.0
 MAX_IN_FLIGHT = 4  # deliveries share the model calls' HTTP connections: leave them most
 IDLE_CHECK_S = 60.0  # a safety look at the table, for deliveries queued by another process
+# How often a node that does not send callbacks asks to: one that sent them and stopped is
+# followed within this long, and its unfinished deliveries (still pending) are sent again.
+FOLLOWER_CHECK_S = 2.0
 RECORD_RETRY_S = 5.0
 MAX_ADDRESSES = 4  # of a name's addresses, the ones tried in turn when a connection fails
 USER_AGENT = "hookd-callbacks"
@@ -98,6 +101,10 @@ class CallbackSender:
         self._wakeup = asyncio.Event()
         self._sending: dict[str, asyncio.Task[None]] = {}
 
+    def wake(self) -> None:
+        """Look for due deliveries now (another process may have queued some)."""
+        self._wakeup.set()
+
     def on_event(self, event: TaskEvent) -> None:
         """A pool listener: a final result may have queued a delivery (not looked for when the
         result's commit is known to have queued none: most agents have no callback_url)."""
@@ -124,7 +131,10 @@ class CallbackSender:
             await asyncio.gather(*self._sending.values(), return_exceptions=True)
 
     async def _send_due(self) -> float:
-        """Start the due deliveries there is room for; how long to sleep until the next one."""
+        """Start the due deliveries there is room for; how long to sleep until the next one.
+        Only on the server that leads the background work: one node at a time sends."""
+        if not await self._store.leads_background_work():
+            return FOLLOWER_CHECK_S
         free = MAX_IN_FLIGHT - len(self._sending)
         if free > 0:
             for delivery in await self._store.due_deliveries(time.time(), free, exclude=list(self._sending)):

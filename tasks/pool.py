@@ -2,8 +2,15 @@
 at a time (a run whose outcome is known is only writing it, and no longer counts).
 
 One dispatcher claims batches of runnable tasks (one atomic UPDATE … RETURNING each) as
-slots free up; each run is its own asyncio task with its own timeout. New work wakes the
-dispatcher at once through `notify()`; a slow safety poll covers anything else.
+slots free up; each run is its own asyncio task with its own timeout. The pool listens to the
+store's events: a task queued (here, or on another node) wakes the dispatcher at once, and a
+task that a run here no longer holds (cancelled, by the API, the CLI or another node; taken
+over by another node) stops that run. `notify()` and a slow safety poll cover anything else.
+
+Every claimed task is held under a lease of `lease_s`, renewed every third of it while the run
+goes on. A run whose task the renewal no longer finds has lost it, and stops without writing;
+every write of a run's outcome is fenced (tasks/store.py) in case the run cannot be stopped in
+time. Every `TAKE_OVER_CHECK_S` the pool takes over the tasks of servers that are gone.
 """
 
 from __future__ import annotations
@@ -22,9 +29,9 @@ from agents.agent import Agent
 from agents.providers import ModelError
 from agents.run import RunContext
 from errors import StorageUnavailable
-from tasks.events import TaskEvent, TaskEvents
+from tasks.events import TaskEvent
 from tasks.json_text import MAX_RESULT_DEPTH, json_text, may_nest_deeper_than, nested_deeper_than
-from tasks.store import Claim, Store, Task
+from tasks.store import Claim, Recovery, Store, Task
 
 log = logging.getLogger("hookd.pool")
 
@@ -34,6 +41,10 @@ QUEUE_RECOUNT_S = 1.0
 FINAL_WRITE_RETRY_S = 0.1
 MAX_FINAL_WRITE_RETRY_S = 5.0
 INLINE_DEPTH_CHECK_BYTES = 65_536
+LEASE_RENEWALS_PER_LEASE = 3
+# How often the tasks of a server that is gone are looked for: a takeover comes at most this
+# long after the lease expired.
+TAKE_OVER_CHECK_S = 1.0
 
 
 def backoff_s(attempt: int, base_s: float) -> float:
@@ -60,6 +71,7 @@ class WorkerPool:
         retry_backoff_s: float,
         max_pending: int,
         max_result_bytes: int,
+        lease_s: float = 30.0,
         poll_interval_s: float = 1.0,
     ) -> None:
         self._store = store
@@ -70,14 +82,18 @@ class WorkerPool:
         self._poll_interval_s = poll_interval_s
         self.max_pending = max_pending
         self._max_result_bytes = max_result_bytes
+        self.lease_s = lease_s
         # Tasks waiting to run, kept without a count(*) per webhook: counted at start and
-        # on every safety poll, moved by accepts and claims in between.
+        # on every safety poll, moved by the store's events in between (every node's).
         self.queue_depth = 0
         # Webhooks past the HOOKD_MAX_PENDING check whose task is not yet committed: they count
         # against the limit too, or a burst would all pass the check before any commit lands.
         self._reserved = 0
         self._counted_at = 0.0
         self._running: dict[str, asyncio.Task[None]] = {}
+        # The claim each run holds, and when (loop time) it was made: a lease renewal sent
+        # before a claim committed cannot say anything about it.
+        self._claims: dict[str, tuple[Task, float]] = {}
         # Runs still waiting for their model: these hold the `workers` slots. A run whose
         # outcome is known gives its slot back before its final write commits, so the claim
         # of the next task can share that commit instead of waiting for it.
@@ -86,11 +102,13 @@ class WorkerPool:
         # recorded its retry, while its previous run is still finishing.
         self._at_model: dict[str, asyncio.Task[None]] = {}
         self._finishing: set[asyncio.Task[Any]] = set()
-        self._cancelled: set[str] = set()  # running tasks the admin cancelled
+        self._cancelled: set[str] = set()  # runs stopped because their task is no longer theirs
         self._wakeup = asyncio.Event()
+        self._check_leases = asyncio.Event()
         self._stopping = False
         self._dispatcher: asyncio.Task[None] | None = None
-        self.events = TaskEvents()  # every state change this process commits
+        self._leases: asyncio.Task[None] | None = None
+        self._unsubscribe: list[Callable[[], None]] = []
 
     @property
     def busy(self) -> int:
@@ -100,11 +118,34 @@ class WorkerPool:
         """Work may have become runnable (e.g. an agent was resumed): wake the dispatcher."""
         self._wakeup.set()
 
-    def accepted(self, task_id: str) -> None:
-        """A webhook queued a task: count it, tell listeners, and wake the dispatcher."""
-        self.queue_depth += 1
+    def _on_event(self, event: TaskEvent) -> None:
+        """A committed change of a task, made here or by another process."""
+        if event.status in ("PENDING", "RETRY"):
+            self.queue_depth += 1
+            self._wakeup.set()
+        elif event.status == "STARTED":
+            self.queue_depth = max(0, self.queue_depth - 1)
+        # A run here whose task has been ended (a cancel), or changed by someone else (taken
+        # over), no longer holds it. (A run's own outcome is written after it leaves _at_model.)
+        if event.task_id in self._at_model and (event.final or not event.local):
+            if event.final:  # the task's own line (FAILURE type=cancelled) says it
+                self._stop_run(event.task_id, "cancelled", logging.DEBUG)
+            else:
+                self._stop_run(event.task_id, "taken over by another node", logging.WARNING)
+
+    def _on_resync(self) -> None:
+        """Another process changed the database in ways no event said: look again now."""
+        self._counted_at = 0.0  # recount the queue on the dispatcher's next pass
         self._wakeup.set()
-        self.events.publish(TaskEvent(task_id, None, "PENDING", 0))
+        self._check_leases.set()
+
+    def _stop_run(self, task_id: str, why: str, level: int = logging.INFO) -> None:
+        run = self._at_model.get(task_id)
+        if run is None or task_id in self._cancelled:
+            return
+        log.log(level, "task %s: no longer this node's (%s); its run stops", task_id, why)
+        self._cancelled.add(task_id)
+        run.cancel()
 
     def queue_full(self) -> bool:
         return self.queue_depth + self._reserved >= self.max_pending
@@ -122,20 +163,13 @@ class WorkerPool:
         self._reserved -= 1
 
     async def start(self) -> None:
-        recovery = await self._store.recover_interrupted()
-        if recovery.tasks:
-            log.warning(
-                "recovered tasks interrupted by the last stop: %d queued again, %d failed (no attempts left)",
-                recovery.requeued,
-                recovery.failed,
-            )
-        for task in recovery.tasks:  # the log's transition lines and the metrics (subscribed first)
-            error_type = "interrupted" if task.status == "FAILURE" else None
-            self.events.publish(
-                TaskEvent(task.task_id, task.agent_id, task.status, task.attempts, error_type=error_type)
-            )
+        events = self._store.events
+        self._unsubscribe = [events.subscribe(self._on_event), events.subscribe_resync(self._on_resync)]
+        recovery = await self._store.take_over_expired()
+        self._log_takeover(recovery)
         await self._recount_queue()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="hookd-dispatcher")
+        self._leases = asyncio.create_task(self._keep_leases(), name="hookd-leases")
 
     async def stop(self) -> None:
         """Stop claiming; give running runs the grace period, then send the rest back to the queue."""
@@ -154,28 +188,52 @@ class WorkerPool:
             await asyncio.gather(*leftover, return_exceptions=True)
         if self._finishing:
             await asyncio.gather(*self._finishing, return_exceptions=True)
+        if self._leases is not None:  # renewed until the last run's final write
+            self._leases.cancel()
+            await asyncio.gather(self._leases, return_exceptions=True)
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
 
-    async def cancel(self, task_id: str) -> Task:
-        """Cancel a task: FAILURE "cancelled" in the store, and its run interrupted if it is running here."""
-        task = await self._store.cancel(task_id)
-        self.events.publish(
-            TaskEvent(task.id, task.agent_id, "FAILURE", task.attempts, error_type="cancelled")
-        )
-        run = self._running.get(task_id)
-        if run is not None:
-            self._cancelled.add(task_id)
-            run.cancel()
-        return task
+    # -- leases ------------------------------------------------------------------------
 
-    async def cancel_runs(self, agent_id: str, task_ids: list[str]) -> None:
-        """Tell listeners about tasks the store has already ended as cancelled (their agent was
-        deleted), and interrupt the ones running here."""
-        for task_id in task_ids:
-            self.events.publish(TaskEvent(task_id, agent_id, "FAILURE", 0, error_type="cancelled"))
-            run = self._running.get(task_id)
-            if run is not None:
-                self._cancelled.add(task_id)
-                run.cancel()
+    async def _keep_leases(self) -> None:
+        """Renew this node's leases every third of a lease (at once after a resync), and take
+        over the tasks of servers that are gone every TAKE_OVER_CHECK_S."""
+        loop = asyncio.get_running_loop()
+        renew_every_s = self.lease_s / LEASE_RENEWALS_PER_LEASE
+        renewed_at = loop.time()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(TAKE_OVER_CHECK_S, renew_every_s)):
+                    await self._check_leases.wait()
+            if self._check_leases.is_set() or loop.time() - renewed_at >= renew_every_s:
+                self._check_leases.clear()
+                renewed_at = loop.time()
+                await self._renew(renewed_at)
+            try:
+                self._log_takeover(await self._store.take_over_expired())
+            except Exception:
+                log.exception(
+                    "looking for tasks of stopped servers failed; trying again in %g s", TAKE_OVER_CHECK_S
+                )
+
+    async def _renew(self, sent_at: float) -> None:
+        try:
+            held = await self._store.renew_leases(self.lease_s)
+        except Exception:
+            log.exception("renewing this node's leases failed; trying again soon")
+            return
+        for task_id, (task, claimed_at) in list(self._claims.items()):
+            if claimed_at < sent_at and (task_id, task.attempts) not in held:
+                self._stop_run(task_id, "cancelled, or its lease expired and another node took it over")
+
+    def _log_takeover(self, recovery: Recovery) -> None:
+        if recovery.tasks:
+            log.warning(
+                "took over tasks of a hookd that stopped: %d queued again, %d failed (no attempts left)",
+                recovery.requeued,
+                recovery.failed,
+            )
 
     # -- dispatching -------------------------------------------------------------------
 
@@ -187,14 +245,14 @@ class WorkerPool:
             free = self.workers - len(self._at_model)
             if free > 0:
                 try:
-                    claimed = await self._store.claim_batch(free)
+                    claimed = await self._store.claim_batch(free, self.lease_s)
                 except Exception:
                     log.exception("claiming tasks failed; trying again in %g s", self._poll_interval_s)
                     claimed = []
-                self.queue_depth = max(0, self.queue_depth - len(claimed))
+                claimed_at = asyncio.get_running_loop().time()
                 for claim in claimed:
                     task = claim.task
-                    self.events.publish(TaskEvent(task.id, task.agent_id, "STARTED", task.attempts))
+                    self._claims[task.id] = (task, claimed_at)
                     run = asyncio.create_task(self._run(claim), name=f"hookd-run-{task.id}")
                     # The bookkeeping ends in a callback: also for a run cancelled before its
                     # first step, whose own code never runs.
@@ -219,7 +277,6 @@ class WorkerPool:
     async def _run(self, claim: Claim) -> None:
         task = claim.task
         this_run = asyncio.current_task()
-        started = time.monotonic()
         try:
             outcome = await self._execute(claim)
         except asyncio.CancelledError:
@@ -227,9 +284,8 @@ class WorkerPool:
             if task.id not in self._cancelled:  # shutdown: this attempt does not count
                 await self._final_write(task, lambda: self._requeue(task))
             raise
-        elapsed_s = time.monotonic() - started
         self._release_slot(task.id, this_run)
-        await self._final_write(task, lambda: self._record(task, outcome, elapsed_s))
+        await self._final_write(task, lambda: self._record(task, outcome))
 
     def _release_slot(self, task_id: str, run: asyncio.Future[Any] | None) -> None:
         if self._at_model.get(task_id) is run:
@@ -240,6 +296,7 @@ class WorkerPool:
         self._release_slot(task_id, run)
         if self._running.get(task_id) is run:
             del self._running[task_id]
+            self._claims.pop(task_id, None)
             self._cancelled.discard(task_id)
         self._wakeup.set()  # the task is final: its agent's max_concurrency has room again
 
@@ -278,7 +335,7 @@ class WorkerPool:
                     "error": "hookd could not record the run's outcome; see its log.",
                     "type": "internal_error",
                 }
-                write = partial(self._finish, task, "FAILURE", failure, None)
+                write = partial(self._finish, task, "FAILURE", failure)
 
     async def _execute(self, claim: Claim) -> _Outcome:
         task, agent = claim.task, claim.agent
@@ -345,46 +402,23 @@ class WorkerPool:
         return f"nested deeper than {MAX_RESULT_DEPTH} levels" if deep else None
 
     async def _requeue(self, task: Task) -> None:
-        if await self._store.requeue(task.id):
-            self.queue_depth += 1
-        self.events.publish(TaskEvent(task.id, task.agent_id, "PENDING", task.attempts - 1))
+        await self._store.requeue(task)
 
-    async def _finish(self, task: Task, status: str, result: dict[str, Any], elapsed_s: float | None) -> bool:
-        """Store a final result; False if the task had been ended meanwhile (e.g. cancelled)."""
-        finished = await self._store.finish(task.id, status, result)
-        if finished is not None:
-            error_type = result.get("type") if status == "FAILURE" else None
-            self.events.publish(
-                TaskEvent(
-                    task.id,
-                    task.agent_id,
-                    status,
-                    task.attempts,
-                    elapsed_s,
-                    error_type,
-                    delivery_queued=finished.delivery_queued,
-                )
-            )
-        return finished is not None
+    async def _finish(self, task: Task, status: str, result: dict[str, Any]) -> bool:
+        """Store a final result; False if the task is no longer this run's (e.g. cancelled)."""
+        return await self._store.finish(task, status, result) is not None
 
-    async def _record(self, task: Task, outcome: _Outcome, elapsed_s: float) -> None:
+    async def _record(self, task: Task, outcome: _Outcome) -> None:
         if outcome.status == "RETRY":
-            stored = await self._store.retry_later(
-                task.id, time.time() + outcome.retry_after_s, outcome.result
-            )
+            stored = await self._store.retry_later(task, time.time() + outcome.retry_after_s, outcome.result)
             if stored:
-                self.queue_depth += 1  # RETRY waits in the queue like PENDING
-                self.events.publish(
-                    TaskEvent(
-                        task.id, task.agent_id, "RETRY", task.attempts, elapsed_s, outcome.result["type"]
-                    )
-                )
                 asyncio.get_running_loop().call_later(outcome.retry_after_s, self._wakeup.set)
         else:
-            stored = await self._finish(task, outcome.status, outcome.result, elapsed_s)
+            stored = await self._finish(task, outcome.status, outcome.result)
         if not stored:
             log.info(
-                "task %s: result of attempt %d discarded; the task was ended meanwhile",
+                "task %s: result of attempt %d discarded; the task was ended, or taken over by"
+                " another node, meanwhile",
                 task.id,
                 task.attempts,
             )

@@ -19,6 +19,7 @@ log = logging.getLogger("hookd.retention")
 
 PURGE_BATCH_ROWS = 500
 PURGE_PAUSE_S = 0.05  # between batches of one sweep: let other writes through
+FOLLOWER_CHECK_S = 10.0  # how often a node that does not sweep asks to
 
 
 async def _in_batches(purge: Callable[[float, int], Awaitable[int]], cutoff: float) -> int:
@@ -51,6 +52,9 @@ async def run_retention(store: Store, ttl_s: float | None, interval_s: float) ->
     """Sweep now and then every `interval_s`, until cancelled. `ttl_s` None: keep finished tasks."""
     while True:
         try:
+            if not await store.leads_background_work():  # another node sweeps
+                await asyncio.sleep(min(interval_s, FOLLOWER_CHECK_S))
+                continue
             if ttl_s is not None and (purged := await purge_expired(store, ttl_s)):
                 log.info("deleted %d finished tasks older than %g days", purged, ttl_s / 86400)
             await purge_idempotency_keys(store)

@@ -9,6 +9,10 @@ knows which database it talks to.
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
+import socket
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +21,7 @@ from typing import Any
 from agents.agent import Agent, iso_time
 from agents.knowledge import Passage, PreparedSource, Source
 from tasks.dump import Batch
+from tasks.events import TaskEvent, TaskEvents
 from tasks.json_text import MAX_JSON_DEPTH, MAX_RESULT_DEPTH, json_text, loads_within
 
 STATUSES = ("PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE")
@@ -160,7 +165,7 @@ class Delivery:
 
 @dataclass(frozen=True)
 class Recovered:
-    """A task the last stop left STARTED, as start-up recovery changed it."""
+    """A task taken over from a server that is gone (its lease expired), as the take-over left it."""
 
     task_id: str
     agent_id: str | None
@@ -181,8 +186,29 @@ class Recovery:
         return sum(1 for task in self.tasks if task.status == "FAILURE")
 
 
+def new_node_id() -> str:
+    """This process's name as the owner of the runs it holds: host, pid and a random part (a
+    restarted process may get its predecessor's pid)."""
+    return f"{socket.gethostname()[:40]}/{os.getpid()}/{secrets.token_hex(3)}"
+
+
 class Store(ABC):
-    """Agents and tasks, durably. Every write is committed before its method returns."""
+    """Agents and tasks, durably. Every write is committed before its method returns.
+
+    **Events.** Every change of a task's status this process commits is published on
+    `events` right after its commit (commit, then event, then whatever wakes on it), by the
+    public methods below: the backends implement the underscored ones. A backend that serves
+    several processes also publishes the changes the others commit (`serving`).
+
+    **Leases.** A claimed task is its claimer's (`node_id`) until its lease expires; the
+    claimer renews it while the run goes on (`renew_leases`). Every write of a run's outcome
+    names the task as claimed, and is refused once the task is no longer that claim's: a
+    server that lost its lease (paused, cut off) cannot overwrite its successor's result.
+    """
+
+    def __init__(self) -> None:
+        self.events = TaskEvents()
+        self.node_id = new_node_id()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -201,11 +227,17 @@ class Store(ABC):
 
     @abstractmethod
     def serving(self) -> contextlib.AbstractAsyncContextManager[None]:
-        """Held for as long as a server serves this database (entered before `open`):
-        StorageUnavailable if another server holds it. At start-up a server takes every STARTED
-        task for one its last stop interrupted, so two on one database would run each other's
-        tasks twice; until runs are held under leases, one server at a time serves a database.
-        The CLI's commands need no such hold: they are ordinary transactions."""
+        """Held for as long as a server serves this database (entered before `open`). While it
+        is held, changes other processes commit reach `events` (with `local` False), or, where
+        the backend cannot tell what changed, `events.resync()` says that something did.
+        SQLite: one server per file (StorageUnavailable if another holds it). PostgreSQL: any
+        number of nodes. The CLI's commands need no such hold: they are ordinary transactions."""
+
+    @abstractmethod
+    async def leads_background_work(self) -> bool:
+        """Whether this server is, now, the one that does the work one server at a time must
+        do (callback deliveries, retention). Asked before each round of such work: another
+        server takes over within a few seconds of this one's end."""
 
     # -- agents ------------------------------------------------------------------------
 
@@ -250,14 +282,19 @@ class Store(ABC):
     async def set_callback_secret(self, agent_id: str, secret: str) -> Agent:
         """Replace the agent's callback signing secret; callbacks sent from now on use the new one."""
 
-    @abstractmethod
     async def delete_agent(self, agent_id: str) -> list[str]:
         """Delete an agent; its unfinished tasks end FAILURE "cancelled" (with no callback).
         Returns their ids."""
+        cancelled = await self._delete_agent(agent_id)
+        for task_id in cancelled:
+            self.events.publish(TaskEvent(task_id, agent_id, "FAILURE", 0, error_type="cancelled"))
+        return cancelled
+
+    @abstractmethod
+    async def _delete_agent(self, agent_id: str) -> list[str]: ...
 
     # -- tasks -------------------------------------------------------------------------
 
-    @abstractmethod
     async def enqueue(
         self, token_sha256: bytes, payload_json: str, *, signature_secret: str | None = None
     ) -> str | None:
@@ -267,8 +304,11 @@ class Store(ABC):
         `signature_secret` is the secret the request's signature was checked with (None: it was
         not checked): an agent whose secret is no longer that one gets no task either.
         """
+        task_id = await self._enqueue(token_sha256, payload_json, signature_secret)
+        if task_id is not None:
+            self.events.publish(TaskEvent(task_id, None, "PENDING", 0))
+        return task_id
 
-    @abstractmethod
     async def enqueue_once(
         self,
         token_sha256: bytes,
@@ -282,6 +322,25 @@ class Store(ABC):
         then nothing is stored and the answer is that earlier task, with whether its request
         had the same body (compared by SHA-256). The check and the insert are one atomic
         write, so concurrent requests with one key make one task. None as for `enqueue`."""
+        enqueued = await self._enqueue_once(token_sha256, payload_json, key, body_sha256, signature_secret)
+        if enqueued is not None and not enqueued.replayed:
+            self.events.publish(TaskEvent(enqueued.task_id, None, "PENDING", 0))
+        return enqueued
+
+    @abstractmethod
+    async def _enqueue(
+        self, token_sha256: bytes, payload_json: str, signature_secret: str | None
+    ) -> str | None: ...
+
+    @abstractmethod
+    async def _enqueue_once(
+        self,
+        token_sha256: bytes,
+        payload_json: str,
+        key: str,
+        body_sha256: bytes,
+        signature_secret: str | None,
+    ) -> Enqueued | None: ...
 
     @abstractmethod
     async def get_task(self, task_id: str) -> Task | None:
@@ -309,35 +368,107 @@ class Store(ABC):
         """How many tasks are in each status, every status present (0 when none). Read on
         every metrics scrape, so it must come from an index, without reading the rows."""
 
-    @abstractmethod
-    async def claim_batch(self, limit: int) -> list[Claim]:
+    async def claim_batch(self, limit: int, lease_s: float) -> list[Claim]:
         """Atomically move up to `limit` runnable tasks to STARTED (counting an attempt), each
-        returned with its agent and whether that agent has knowledge sources (so a run needs no
-        read of its own before it starts).
+        this process's (`node_id`) for `lease_s` unless renewed, and returned with its agent and
+        whether that agent has knowledge sources (so a run needs no read of its own first).
 
         Runnable: PENDING or RETRY, due, of an active agent, and within the agent's
-        max_concurrency counting the tasks already running.
+        max_concurrency counting the tasks already running (on every node).
         """
+        claims = await self._claim_batch(limit, lease_s)
+        for claim in claims:
+            task = claim.task
+            self.events.publish(TaskEvent(task.id, task.agent_id, "STARTED", task.attempts))
+        return claims
 
-    @abstractmethod
-    async def finish(self, task_id: str, status: str, result: dict[str, Any]) -> Finished | None:
-        """STARTED → SUCCESS or FAILURE. None (and no change) if the task is no longer
-        STARTED, e.g. it was cancelled meanwhile.
+    async def finish(self, task: Task, status: str, result: dict[str, Any]) -> Finished | None:
+        """A claimed task (`task` as `claim_batch` returned it) STARTED → SUCCESS or FAILURE.
+        None, and no change, if the task is no longer that claim's: cancelled meanwhile, or
+        taken over after its lease expired (fenced by owner and attempt).
 
-        Every write that makes a task final (this, `cancel`, `recover_interrupted`) also queues
+        Every write that makes a task final (this, `cancel`, `take_over_expired`) also queues
         a pending Delivery, in the same transaction, when the task's agent has a callback_url."""
+        assert status in ("SUCCESS", "FAILURE")
+        finished = await self._finish(task, status, result)
+        if finished is not None:
+            error_type = result.get("type") if status == "FAILURE" else None
+            event = TaskEvent(
+                task.id,
+                task.agent_id,
+                status,
+                task.attempts,
+                _run_time_s(task),
+                error_type,
+                delivery_queued=finished.delivery_queued,
+            )
+            self.events.publish(event)
+        return finished
 
-    @abstractmethod
-    async def retry_later(self, task_id: str, run_after: float, error: dict[str, Any]) -> bool:
-        """STARTED → RETRY until `run_after`. False if the task is no longer STARTED."""
+    async def retry_later(self, task: Task, run_after: float, error: dict[str, Any]) -> bool:
+        """A claimed task STARTED → RETRY until `run_after`. False, as for `finish`, if it is
+        no longer that claim's."""
+        stored = await self._retry_later(task, run_after, error)
+        if stored:
+            event = TaskEvent(
+                task.id, task.agent_id, "RETRY", task.attempts, _run_time_s(task), error["type"]
+            )
+            self.events.publish(event)
+        return stored
 
-    @abstractmethod
-    async def requeue(self, task_id: str) -> bool:
-        """STARTED → PENDING without spending the attempt (a run cut off by shutdown)."""
+    async def requeue(self, task: Task) -> bool:
+        """A claimed task STARTED → PENDING without spending the attempt (a run cut off by
+        shutdown). False, as for `finish`, if it is no longer that claim's."""
+        stored = await self._requeue(task)
+        if stored:
+            self.events.publish(TaskEvent(task.id, task.agent_id, "PENDING", task.attempts - 1))
+        return stored
 
-    @abstractmethod
     async def cancel(self, task_id: str) -> Task:
-        """End an unfinished task FAILURE "cancelled". NotFound, or Conflict if final."""
+        """End an unfinished task FAILURE "cancelled". NotFound, or Conflict if final. A run
+        of it, on whichever server, stops when that server hears of it (its `events`)."""
+        task = await self._cancel(task_id)
+        self.events.publish(
+            TaskEvent(task.id, task.agent_id, "FAILURE", task.attempts, error_type="cancelled")
+        )
+        return task
+
+    async def take_over_expired(self) -> Recovery:
+        """Take the STARTED tasks whose server is gone: their lease expired (a node killed,
+        powered off, or paused past its lease), or, on SQLite, whose owner is not the server
+        holding the file. Each is queued again while attempts remain (the journal replays its
+        tool calls), else ends FAILURE "interrupted"."""
+        recovery = await self._take_over_expired()
+        for task in recovery.tasks:
+            error_type = "interrupted" if task.status == "FAILURE" else None
+            self.events.publish(
+                TaskEvent(task.task_id, task.agent_id, task.status, task.attempts, error_type=error_type)
+            )
+        return recovery
+
+    @abstractmethod
+    async def renew_leases(self, lease_s: float) -> set[tuple[str, int]]:
+        """Extend the lease of every task this process holds by `lease_s` from now; return
+        them as (task id, attempt). A run of this process whose task is not among them is no
+        longer its own (cancelled, or taken over) and must stop without writing."""
+
+    @abstractmethod
+    async def _claim_batch(self, limit: int, lease_s: float) -> list[Claim]: ...
+
+    @abstractmethod
+    async def _finish(self, task: Task, status: str, result: dict[str, Any]) -> Finished | None: ...
+
+    @abstractmethod
+    async def _retry_later(self, task: Task, run_after: float, error: dict[str, Any]) -> bool: ...
+
+    @abstractmethod
+    async def _requeue(self, task: Task) -> bool: ...
+
+    @abstractmethod
+    async def _cancel(self, task_id: str) -> Task: ...
+
+    @abstractmethod
+    async def _take_over_expired(self) -> Recovery: ...
 
     @abstractmethod
     async def purge_finished(self, finished_before: float, limit: int) -> int:
@@ -352,19 +483,17 @@ class Store(ABC):
         arguments), so a later attempt replays them instead of calling the tools again."""
 
     @abstractmethod
-    async def journal_tool_call(self, task_id: str, key: tuple[int, str, str], output: str) -> None:
-        """Commit one successful tool call of a run of this task. Nothing if the key is already
-        journalled or the task is gone; the journal goes when its task is deleted."""
+    async def journal_tool_call(
+        self, task_id: str, attempt: int, key: tuple[int, str, str], output: str
+    ) -> bool:
+        """Commit one successful tool call of the run of this task's `attempt`. Nothing if the
+        key is already journalled, or the task is gone or no longer this process's run of
+        that attempt (False then: the run lost its task); the journal goes with its task."""
 
     @abstractmethod
     async def purge_idempotency_keys(self, created_before: float, limit: int) -> int:
         """Forget up to `limit` idempotency keys first seen before this epoch time, oldest
         first; return how many."""
-
-    @abstractmethod
-    async def recover_interrupted(self) -> Recovery:
-        """At start-up: STARTED tasks (their process died) are queued again while attempts
-        remain, else end FAILURE "interrupted"."""
 
     # -- callback deliveries -------------------------------------------------------------
 
@@ -455,12 +584,16 @@ def list_preview(result: dict[str, Any], result_json: str) -> str | None:
     return json_text(preview)
 
 
+def _run_time_s(task: Task) -> float | None:
+    return None if task.started_at is None else max(0.0, time.time() - task.started_at)
+
+
 def cancelled_result() -> dict[str, Any]:
     return {"error": "The task was cancelled.", "type": "cancelled"}
 
 
 def interrupted_result() -> dict[str, Any]:
     return {
-        "error": "hookd stopped while the task was running on its last attempt.",
+        "error": "The hookd running this task stopped (or lost touch with the database) on its last attempt.",
         "type": "interrupted",
     }

@@ -82,6 +82,8 @@ class TransitionFeed:
         self._draining: asyncio.Task[None] | None = None
 
     def on_event(self, event: TaskEvent) -> None:
+        if not event.local:  # another node's: it logs and counts its own
+            return
         if not self._backlog:
             if event.agent_id is None:
                 self._deliver(event, None)

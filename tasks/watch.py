@@ -8,8 +8,10 @@ long-poll, a webhook sent with `Prefer: wait`, an event stream. Two rules keep t
 - After a wake-up, read the task again from the store. The answer is what was committed,
   never something pieced together from the event.
 
-Changes made by another process (the CLI cancelling a task) publish no event here: a
-long-poll reads the task once more when its time is up, a stream on every heartbeat.
+Changes made by another process arrive as events too (another node's, by LISTEN/NOTIFY), or
+as a resync (SQLite sees only that the file changed; a lost LISTEN connection may have missed
+some), which wakes every waiter to read its task again. A long-poll also reads the task once
+more when its time is up, and a stream on every heartbeat.
 `close()` (on shutdown) wakes every waiter for good, so no open request holds up the stop.
 """
 
@@ -64,6 +66,7 @@ class TaskWatch:
         self.closed = False
         self._waiters: dict[str, set[Waiter]] = {}
         self._unsubscribe = events.subscribe(self._on_event)
+        self._unsubscribe_resync = events.subscribe_resync(self._on_resync)
 
     @property
     def waiting(self) -> int:
@@ -73,6 +76,12 @@ class TaskWatch:
     def _on_event(self, event: TaskEvent) -> None:
         for waiter in self._waiters.get(event.task_id, ()):
             waiter.wake()
+
+    def _on_resync(self) -> None:
+        """Changes may have been missed: every waiter reads its task again."""
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.wake()
 
     @contextlib.contextmanager
     def watch(self, task_id: str) -> Iterator[Waiter]:
@@ -95,6 +104,7 @@ class TaskWatch:
             return
         self.closed = True
         self._unsubscribe()
+        self._unsubscribe_resync()
         for waiters in self._waiters.values():
             for waiter in waiters:
                 waiter.wake()

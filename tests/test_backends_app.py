@@ -15,10 +15,10 @@ import pytest
 
 from server import load_admin_key
 from settings import SettingsError, load_settings
-from tests.conftest import ADMIN_KEY, Hookd
+from tests.conftest import Hookd
 from tests.fake_llm import FakeLLM
 from tests.postgres_server import PostgresServer
-from tests.processes import REPO_ROOT, HookdProcesses, clean_environ
+from tests.processes import REPO_ROOT, clean_environ
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -155,15 +155,3 @@ def test_serve_refuses_a_database_url_without_an_admin_key_in_one_line(tmp_path:
         "hookd: HOOKD_DATABASE_URL needs HOOKD_ADMIN_KEY: set the same admin key (16 or more"
         " characters) on every hookd that uses this database."
     ]
-
-
-async def test_one_node_at_a_time_serves_a_postgresql_database(tmp_path: Path, postgres_url: str) -> None:
-    """Until runs are held under leases, a second node would take the first one's running tasks
-    for interrupted ones: it refuses to start, and starts once the first is gone (kill -9 too)."""
-    with HookdProcesses(tmp_path, database_url=postgres_url, admin_key=ADMIN_KEY) as nodes:
-        first = await asyncio.to_thread(nodes.start)
-        with pytest.raises(AssertionError, match="Another hookd node is serving"):
-            await asyncio.to_thread(nodes.start)
-        first.kill()
-        second = await asyncio.to_thread(nodes.start)
-        assert "database postgresql://postgres" in second.log()

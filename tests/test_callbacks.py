@@ -410,7 +410,7 @@ async def test_agents_from_an_older_file_get_a_secret(make_hookd: MakeHookd) -> 
     assert secret.startswith("whsec_") and secret != agent["callback_secret"]
 
 
-async def test_tasks_ended_by_recovery_or_cancel_get_a_delivery_in_the_same_write(tmp_path: Path) -> None:
+async def test_tasks_ended_by_a_takeover_or_cancel_get_a_delivery_in_the_same_write(tmp_path: Path) -> None:
     store = SQLiteStore(str(tmp_path / "hookd.db"))
     await store.open()
     try:
@@ -418,8 +418,13 @@ async def test_tasks_ended_by_recovery_or_cancel_get_a_delivery_in_the_same_writ
         await store.create_agent(fields, b"h" * 32)
         interrupted, cancelled = await store.enqueue(b"h" * 32, "{}"), await store.enqueue(b"h" * 32, "{}")
         assert interrupted and cancelled
-        assert [c.task.id for c in await store.claim_batch(1)] == [interrupted]  # then hookd "dies"
-        assert (await store.recover_interrupted()).failed == 1
+        assert [c.task.id for c in await store.claim_batch(1, 30.0)] == [interrupted]  # then hookd "dies"
+        successor = SQLiteStore(store.path)  # the next server of the file
+        await successor.open()
+        try:
+            assert (await successor.take_over_expired()).failed == 1
+        finally:
+            await successor.close()
         await store.cancel(cancelled)
         for task_id in (interrupted, cancelled):
             (delivery,) = await store.list_deliveries(task_id)

@@ -5,6 +5,7 @@ healthy hookd from a missing one."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -69,3 +70,21 @@ def test_the_docker_healthcheck_passes_on_a_running_hookd_and_fails_without(tmp_
     nobody = run_healthcheck(free_port())
     assert nobody.returncode != 0
     assert "Connection refused" in nobody.stderr
+
+
+def test_the_compose_file_sets_real_settings_and_the_proxy_reaches_both_nodes() -> None:
+    """deploy/compose.yaml cannot be brought up here (no Docker daemon): check what a typo would
+    break. Every HOOKD_ variable it sets is a setting hookd reads; the nodes share the database
+    and the admin key; the proxy's upstreams are the compose file's hookd services."""
+    from settings import SETTINGS
+
+    compose = (REPO_ROOT / "deploy" / "compose.yaml").read_text(encoding="utf-8")
+    caddyfile = (REPO_ROOT / "deploy" / "Caddyfile").read_text(encoding="utf-8")
+    known = {setting.env for setting in SETTINGS}
+    used = set(re.findall(r"^\s+(HOOKD_[A-Z_]+):", compose, flags=re.MULTILINE))
+    assert {"HOOKD_DATABASE_URL", "HOOKD_ADMIN_KEY"} <= used <= known
+    nodes = re.findall(r"^  (hookd-\d+): \*hookd$", compose, flags=re.MULTILINE)
+    assert len(nodes) == 2
+    (upstreams,) = re.findall(r"reverse_proxy (.+) \{", caddyfile)
+    assert upstreams.split() == [f"{node}:7091" for node in nodes]
+    assert 'pip install "/src[mcp,postgres]"' in DOCKERFILE.read_text(encoding="utf-8")

@@ -1,17 +1,17 @@
-"""The pool tells in-process listeners about every state change it commits, in order."""
+"""The store tells in-process listeners about every state change it commits, in order."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from api.app_keys import pool_key
+from api.app_keys import store_key
 from tasks.events import TaskEvent
 from tests.conftest import Hookd
 
 
 def record(hookd: Hookd) -> list[TaskEvent]:
     events: list[TaskEvent] = []
-    hookd.client.server.app[pool_key].events.subscribe(events.append)
+    hookd.client.server.app[store_key].events.subscribe(events.append)
     return events
 
 

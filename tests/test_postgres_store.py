@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -51,12 +52,57 @@ def database_of(url: str) -> str:
 
 
 async def test_a_new_database_gets_the_schema_and_its_version(store: PostgresStore) -> None:
-    assert migrations() == () and schema_version() == 1  # no migration yet
+    assert schema_version() == 1 + len(migrations())
     assert await fetch(store.url, "SELECT version FROM hookd_schema") == [(schema_version(),)]
     tables = {
         r[0] for r in await fetch(store.url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     }
     assert {"agents", "tasks", "idempotency_keys", "tool_calls", "deliveries", "sources", "chunks"} <= tables
+
+
+async def columns_and_triggers(url: str) -> tuple[list[Any], list[Any]]:
+    columns = await fetch(
+        url,
+        "SELECT table_name, column_name, data_type, collation_name, is_nullable, column_default"
+        " FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, ordinal_position",
+    )
+    triggers = await fetch(
+        url, "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal ORDER BY tgname"
+    )
+    return columns, triggers
+
+
+async def test_a_database_of_the_first_schema_is_migrated_to_the_new_shape(
+    store: PostgresStore, postgres_server: Any
+) -> None:
+    """tests/data/postgres_schema_v1.sql is schema.sql as hookd first shipped it: migrated, it
+    has a new database's columns and triggers, and its tasks are kept."""
+    async with postgres_server.fresh_database() as old_url:
+        v1 = (Path(__file__).parent / "data" / "postgres_schema_v1.sql").read_text(encoding="utf-8")
+        conn = await asyncpg.connect(old_url)
+        try:
+            await conn.execute(v1)
+            await conn.execute("INSERT INTO hookd_schema (version) VALUES (1)")
+            await conn.execute(
+                "INSERT INTO agents (id, name, token_sha256, created_at, updated_at, callback_secret)"
+                " VALUES ('a', 'a', 'x', 0, 0, 'whsec_eA==')"
+            )
+            await conn.execute(
+                "INSERT INTO tasks (id, agent_id, status, payload, attempts, max_attempts, run_after, created_at,"
+                " started_at) VALUES ('t', 'a', 'STARTED', '{}', 1, 3, 0, 0, 0)"
+            )
+        finally:
+            await conn.close()
+        migrated = PostgresStore(old_url)
+        await migrated.open()
+        try:
+            assert await columns_and_triggers(old_url) == await columns_and_triggers(store.url)
+            assert await fetch(old_url, "SELECT version FROM hookd_schema") == [(schema_version(),)]
+            # A run started by a hookd from before leases has none: it is taken over at once.
+            (taken,) = (await migrated.take_over_expired()).tasks
+            assert (taken.task_id, taken.status) == ("t", "PENDING")
+        finally:
+            await migrated.close()
 
 
 async def test_a_database_from_a_newer_hookd_is_refused(store: PostgresStore) -> None:
@@ -191,7 +237,7 @@ async def plan(url: str, sql: str, *args: Any) -> str:
 
 
 async def test_the_claim_and_the_search_use_their_indexes(store: PostgresStore) -> None:
-    claim = await plan(store.url, CLAIM_SQL, 0.0, 1, ["x"], 64)
+    claim = await plan(store.url, CLAIM_SQL, 0.0, 1, ["x"], 64, "node", 30.0)
     assert "tasks_queue" in claim and "tasks_running" in claim, claim
     search = await plan(store.url, SEARCH_SQL, "agent", ["harbour", "ferry"], 5)
     assert "chunks_words" in search, search

@@ -113,4 +113,4 @@ def test_extras_name_what_pip_installs_besides_hookd() -> None:
 def test_the_docker_image_installs_the_mcp_extra() -> None:
     """MCP agents fail config_error where the mcp package is missing."""
     (install,) = [line for line in DOCKERFILE.read_text().splitlines() if line.startswith("RUN pip install")]
-    assert install.startswith('RUN pip install "/src[mcp]" ')
+    assert install.startswith('RUN pip install "/src[mcp,postgres]" ')

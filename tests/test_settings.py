@@ -41,7 +41,8 @@ def test_flags_override_env_override_defaults() -> None:
     ("env", "message"),
     [
         ({"HOOKD_PORT": "seventy"}, "HOOKD_PORT = 'seventy'"),
-        ({"HOOKD_WORKERS": "0"}, "must be 1 or more"),
+        ({"HOOKD_WORKERS": "-1"}, "must be 0 or more"),
+        ({"HOOKD_LEASE_S": "0.5"}, "must be at least 1"),
         ({"HOOKD_SYNC": "off"}, "must be one of full, normal"),
         ({"HOOKD_LLM_PROVIDER": "gemini"}, "must be one of openai, anthropic, echo"),
         ({"HOOKD_PUBLIC_URL": "hooks.example.org"}, "http:// or https://"),

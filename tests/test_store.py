@@ -49,7 +49,9 @@ async def test_status_values_are_checked(store: SQLiteStore) -> None:
 
 async def test_claim_uses_the_queue_index(store: SQLiteStore) -> None:
     with connect(store) as conn:
-        plan = conn.execute("EXPLAIN QUERY PLAN " + CLAIM_SQL, {"now": 0, "limit": 1, "scan": 64}).fetchall()
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN " + CLAIM_SQL, {"now": 0, "limit": 1, "scan": 64, "node": "n", "lease_s": 30}
+        ).fetchall()
     details = " | ".join(row[-1] for row in plan)
     assert "tasks_queue" in details, details
     assert "tasks_running" in details, details

@@ -33,6 +33,7 @@ from tasks.store import (
     LIST_RESULT_MAX_BYTES,
     STATUSES,
     Store,
+    Task,
 )
 
 BACKENDS = ("sqlite", "postgres")
@@ -91,6 +92,18 @@ async def run_sql(store: Store, sql: str) -> None:
         await conn.close()
 
 
+LEASE_S = 30.0
+
+
+async def held(store: Store, task_id: str) -> Task:
+    """The task as its claim returned it (what a run names when it writes its outcome); for an
+    unknown id, a task that no one holds."""
+    task = await store.get_task(task_id)
+    if task is None:
+        return Task(task_id, None, "STARTED", "{}", None, None, 1, 1, 0.0, 0.0, 0.0, None)
+    return task
+
+
 def new_token() -> bytes:
     return hashlib.sha256(str(next(_tokens)).encode()).digest()
 
@@ -105,7 +118,7 @@ async def started(store: Store, token: bytes, payload: str = "{}") -> str:
     """A task of the token's agent, enqueued and claimed (the only runnable one)."""
     task_id = await store.enqueue(token, payload)
     assert task_id is not None
-    assert [claim.task.id for claim in await store.claim_batch(1)] == [task_id]
+    assert [claim.task.id for claim in await store.claim_batch(1, LEASE_S)] == [task_id]
     return task_id
 
 
@@ -261,7 +274,7 @@ async def test_deleting_an_agent_cancels_its_unfinished_tasks_without_callbacks(
     agent, token = await make_agent(store, callback_url="https://example.com/cb")
     other, other_token = await make_agent(store)
     done = await started(store, token)
-    await store.finish(done, "SUCCESS", ANSWER)
+    await store.finish(await held(store, done), "SUCCESS", ANSWER)
     running = await started(store, token)
     waiting = await store.enqueue(token, "{}")
     untouched = await store.enqueue(other_token, "{}")
@@ -401,7 +414,7 @@ async def test_tasks_are_listed_newest_first_by_agent_status_and_page(store: Sto
     a, a_token = await make_agent(store)
     b, b_token = await make_agent(store)
     ids = [await store.enqueue(a_token if n % 2 == 0 else b_token, f'{{"n": {n}}}') for n in range(6)]
-    assert await store.claim_batch(2) != []  # ids[0] and ids[1] STARTED
+    assert await store.claim_batch(2, LEASE_S) != []  # ids[0] and ids[1] STARTED
     listed = await store.list_tasks()
     assert [t.id for t in listed] == ids[::-1]
     assert all(t.payload == "" for t in listed)  # payloads are never listed
@@ -431,10 +444,10 @@ async def test_a_large_result_is_listed_as_a_preview(store: Store) -> None:
     at_limit = _result_of_bytes(LIST_RESULT_MAX_BYTES)
     over = _result_of_bytes(LIST_RESULT_MAX_BYTES + 1)
     failed = {"type": "timeout", "error": "é" * 1500}  # fewer characters than bytes: bytes count
-    await store.finish(whole, "SUCCESS", at_limit)
-    await store.finish(cut, "SUCCESS", over)
-    await store.finish(error, "FAILURE", failed)
-    await store.finish(multibyte, "SUCCESS", {"answer": "✓" * 700, "model": 7})
+    await store.finish(await held(store, whole), "SUCCESS", at_limit)
+    await store.finish(await held(store, cut), "SUCCESS", over)
+    await store.finish(await held(store, error), "FAILURE", failed)
+    await store.finish(await held(store, multibyte), "SUCCESS", {"answer": "✓" * 700, "model": 7})
     listed = {t.id: t for t in await store.list_tasks()}
     assert listed[whole].result == at_limit and not listed[whole].result_truncated
     assert listed[cut].result_truncated
@@ -449,7 +462,7 @@ async def test_a_preview_survives_an_answer_no_text_can_hold(store: Store) -> No
     _, token = await make_agent(store)
     task_id = await started(store, token)
     answer = "a\ud800b\x00c" + "x" * 3000  # an unpaired surrogate and a NUL: escaped in the JSON
-    await store.finish(task_id, "SUCCESS", {"answer": answer, "type": "answer"})
+    await store.finish(await held(store, task_id), "SUCCESS", {"answer": answer, "type": "answer"})
     (listed,) = await store.list_tasks()
     assert listed.result_truncated and listed.result is not None
     # The preview is made from the result itself when it is stored, not by either database.
@@ -463,9 +476,9 @@ async def test_queue_depth_and_counts_by_status(store: Store) -> None:
     assert await store.queue_depth() == 0
     _, token = await make_agent(store)
     ok, retried, failed = [await started(store, token) for _ in range(3)]
-    await store.finish(ok, "SUCCESS", ANSWER)
-    await store.retry_later(retried, time.time() + 60, {"error": "x", "type": "timeout"})
-    await store.finish(failed, "FAILURE", {"error": "x", "type": "bad"})
+    await store.finish(await held(store, ok), "SUCCESS", ANSWER)
+    await store.retry_later(await held(store, retried), time.time() + 60, {"error": "x", "type": "timeout"})
+    await store.finish(await held(store, failed), "FAILURE", {"error": "x", "type": "bad"})
     await started(store, token)
     await store.enqueue(token, "{}")
     await store.enqueue(token, "{}")
@@ -481,23 +494,27 @@ async def test_queue_depth_and_counts_by_status(store: Store) -> None:
 async def test_a_claim_takes_runnable_tasks_in_queue_order(store: Store) -> None:
     agent, token = await make_agent(store, max_attempts=3)
     first, second, third = [await store.enqueue(token, f'{{"n": {n}}}') for n in range(3)]
-    claims = await store.claim_batch(2)
+    claims = await store.claim_batch(2, LEASE_S)
     assert {c.task.id for c in claims} == {first, second}
     for claim in claims:
         assert (claim.task.status, claim.task.attempts, claim.agent.id) == ("STARTED", 1, agent.id)
         assert claim.task.started_at is not None and claim.task.payload.startswith('{"n"')
         assert claim.agent == await store.get_agent(agent.id) and not claim.agent_has_sources
     # A retry waits for its time; once due it comes before tasks queued after its time.
-    await store.retry_later(str(first), time.time() + 0.3, {"error": "slow", "type": "timeout"})
-    await store.retry_later(str(second), time.time() - 10, {"error": "slow", "type": "timeout"})
+    await store.retry_later(
+        await held(store, str(first)), time.time() + 0.3, {"error": "slow", "type": "timeout"}
+    )
+    await store.retry_later(
+        await held(store, str(second)), time.time() - 10, {"error": "slow", "type": "timeout"}
+    )
     retried = await store.get_task(str(second))
     assert retried is not None and retried.last_error == {"error": "slow", "type": "timeout"}
-    assert [c.task.id for c in await store.claim_batch(1)] == [second]  # due 10 s ago: before third
-    (again,) = [c.task for c in await store.claim_batch(1)]
+    assert [c.task.id for c in await store.claim_batch(1, LEASE_S)] == [second]  # due 10 s ago: before third
+    (again,) = [c.task for c in await store.claim_batch(1, LEASE_S)]
     assert again.id == third
-    assert await store.claim_batch(5) == []  # first is not due yet
+    assert await store.claim_batch(5, LEASE_S) == []  # first is not due yet
     await asyncio.sleep(0.35)
-    (late,) = await store.claim_batch(5)
+    (late,) = await store.claim_batch(5, LEASE_S)
     assert late.task.id == first and late.task.attempts == 2 and late.task.last_error is None
 
 
@@ -509,9 +526,9 @@ async def test_a_paused_agents_tasks_wait_and_do_not_block_the_queue(store: Stor
     _, limited_token = await make_agent(store, max_concurrency=1)
     runnable = await store.enqueue(token, "{}")
     limited = await store.enqueue(limited_token, "{}")
-    assert {c.task.id for c in await store.claim_batch(10)} == {runnable, limited}
+    assert {c.task.id for c in await store.claim_batch(10, LEASE_S)} == {runnable, limited}
     await store.update_agent(paused.id, {"status": "active"})
-    assert {c.task.id for c in await store.claim_batch(10)} == set(waiting)
+    assert {c.task.id for c in await store.claim_batch(10, LEASE_S)} == set(waiting)
 
 
 async def test_a_long_paused_backlog_does_not_block_a_limited_agent(store: Store) -> None:
@@ -526,7 +543,7 @@ async def test_a_long_paused_backlog_does_not_block_a_limited_agent(store: Store
     await store.update_agent(paused.id, {"status": "paused"})
     _, limited_token = await make_agent(store, max_concurrency=1)
     waiting = await store.enqueue(limited_token, "{}")
-    assert [claim.task.id for claim in await store.claim_batch(1)] == [waiting]
+    assert [claim.task.id for claim in await store.claim_batch(1, LEASE_S)] == [waiting]
 
 
 async def test_max_concurrency_counts_the_running_tasks(store: Store) -> None:
@@ -534,13 +551,13 @@ async def test_max_concurrency_counts_the_running_tasks(store: Store) -> None:
     _, free_token = await make_agent(store)
     queued = [await store.enqueue(limited_token, "{}") for _ in range(4)]
     free = [await store.enqueue(free_token, "{}") for _ in range(2)]
-    claims = await store.claim_batch(10)
+    claims = await store.claim_batch(10, LEASE_S)
     assert {c.task.id for c in claims} == {*queued[:2], *free}  # the free agent's are not held back
-    assert await store.claim_batch(10) == []
-    await store.finish(str(queued[0]), "SUCCESS", ANSWER)
-    assert [c.task.id for c in await store.claim_batch(10)] == [queued[2]]
+    assert await store.claim_batch(10, LEASE_S) == []
+    await store.finish(await held(store, str(queued[0])), "SUCCESS", ANSWER)
+    assert [c.task.id for c in await store.claim_batch(10, LEASE_S)] == [queued[2]]
     await store.update_agent(limited.id, {"max_concurrency": None})
-    assert [c.task.id for c in await store.claim_batch(10)] == [queued[3]]
+    assert [c.task.id for c in await store.claim_batch(10, LEASE_S)] == [queued[3]]
 
 
 async def test_a_claim_says_whether_the_agent_has_knowledge_sources(store: Store) -> None:
@@ -548,27 +565,29 @@ async def test_a_claim_says_whether_the_agent_has_knowledge_sources(store: Store
     _, plain_token = await make_agent(store)
     await store.add_source(reads.id, prepare_source("notes.md", "markdown", "# Notes\n\nSome text."))
     read, plain = await store.enqueue(reads_token, "{}"), await store.enqueue(plain_token, "{}")
-    claims = {claim.task.id: claim.agent_has_sources for claim in await store.claim_batch(10)}
+    claims = {claim.task.id: claim.agent_has_sources for claim in await store.claim_batch(10, LEASE_S)}
     assert claims == {read: True, plain: False}
 
 
-async def claim_in_rounds(
-    loops: list[tuple[Store, int]], finisher: Store
-) -> tuple[list[str], list[list[str]]]:
-    """Claim from every (node, batch size) at once, finish all that was claimed, and again,
-    until nothing is left: every claimed id, and each round's. All that a round claims runs
-    at once (nothing finishes during the claims)."""
+async def claim_in_rounds(loops: list[tuple[Store, int]]) -> tuple[list[str], list[list[str]]]:
+    """Claim from every (node, batch size) at once, then each node finishes what it claimed,
+    and again, until nothing is left: every claimed id, and each round's. All that a round
+    claims runs at once (nothing finishes during the claims)."""
     claimed: list[str] = []
     rounds: list[list[str]] = []
     while True:
-        batches = await asyncio.gather(*(node.claim_batch(batch) for node, batch in loops))
+        batches = await asyncio.gather(*(node.claim_batch(batch, LEASE_S) for node, batch in loops))
         ids = [claim.task.id for batch in batches for claim in batch]
         if not ids:
             return claimed, rounds
         claimed += ids
         rounds.append(ids)
-        finished = await asyncio.gather(*(finisher.finish(task_id, "SUCCESS", ANSWER) for task_id in ids))
-        assert None not in finished
+        finishes = [
+            node.finish(claim.task, "SUCCESS", ANSWER)
+            for (node, _), batch in zip(loops, batches, strict=True)
+            for claim in batch
+        ]
+        assert None not in await asyncio.gather(*finishes)
 
 
 async def test_nodes_claiming_at_once_never_claim_a_task_twice(store: Store, make_store: MakeStore) -> None:
@@ -576,7 +595,7 @@ async def test_nodes_claiming_at_once_never_claim_a_task_twice(store: Store, mak
     _, token = await make_agent(store)
     queued = [await store.enqueue(token, "{}") for _ in range(120)]
     nodes = [store, await make_store()]
-    claimed, _ = await claim_in_rounds([(nodes[n % 2], 4) for n in range(8)], store)
+    claimed, _ = await claim_in_rounds([(nodes[n % 2], 4) for n in range(8)])
     assert sorted(claimed) == sorted(queued)  # every task once, none twice
 
 
@@ -589,7 +608,7 @@ async def test_nodes_claiming_at_once_keep_max_concurrency(store: Store, make_st
     free = {await store.enqueue(free_token, "{}") for _ in range(40)}
     nodes = [store, await make_store()]
     loops = [(nodes[n % 2], batch) for n, batch in enumerate((1, 2, 3, 5, 1, 2, 3, 5))]
-    claimed, rounds = await claim_in_rounds(loops, store)
+    claimed, rounds = await claim_in_rounds(loops)
     assert sorted(claimed) == sorted(limited | free)
     assert max(sum(1 for task_id in ids if task_id in limited) for ids in rounds) == 2
 
@@ -602,24 +621,26 @@ async def test_finish_ends_a_started_task_once(store: Store) -> None:
     task_id = await started(store, token)
     pending = await store.enqueue(token, "{}")
     before = time.time()
-    assert await store.finish(str(pending), "SUCCESS", ANSWER) is None  # not STARTED: unchanged
-    finished = await store.finish(task_id, "SUCCESS", ANSWER)
+    assert (
+        await store.finish(await held(store, str(pending)), "SUCCESS", ANSWER) is None
+    )  # not STARTED: unchanged
+    finished = await store.finish(await held(store, task_id), "SUCCESS", ANSWER)
     assert finished is not None and not finished.delivery_queued
     task = await store.get_task(task_id)
     assert task is not None and (task.status, task.result) == ("SUCCESS", ANSWER)
     assert task.finished_at is not None and before <= task.finished_at <= time.time()
-    assert await store.finish(task_id, "FAILURE", {"error": "late", "type": "x"}) is None
+    assert await store.finish(await held(store, task_id), "FAILURE", {"error": "late", "type": "x"}) is None
     assert (again := await store.get_task(task_id)) is not None and again.result == ANSWER
-    assert await store.finish("no-such-task", "SUCCESS", ANSWER) is None
+    assert await store.finish(await held(store, "no-such-task"), "SUCCESS", ANSWER) is None
 
 
 async def test_finish_queues_a_callback_delivery_with_the_result(store: Store) -> None:
     calls, calls_token = await make_agent(store, callback_url="https://example.com/hook")
     _, quiet_token = await make_agent(store)
     called, quiet = await started(store, calls_token), await started(store, quiet_token)
-    finished = await store.finish(called, "SUCCESS", ANSWER)
+    finished = await store.finish(await held(store, called), "SUCCESS", ANSWER)
     assert finished is not None and finished.delivery_queued
-    finished = await store.finish(quiet, "SUCCESS", ANSWER)
+    finished = await store.finish(await held(store, quiet), "SUCCESS", ANSWER)
     assert finished is not None and not finished.delivery_queued
     (delivery,) = await store.due_deliveries(time.time() + 1, 10)
     assert (delivery.task_id, delivery.agent_id, delivery.url) == (
@@ -636,19 +657,23 @@ async def test_retry_later_and_requeue_need_a_started_task(store: Store) -> None
     _, token = await make_agent(store)
     task_id = await started(store, token)
     pending = await store.enqueue(token, "{}")
-    assert not await store.retry_later(str(pending), 0, {"error": "x", "type": "timeout"})
-    assert not await store.requeue(str(pending))
-    assert await store.requeue(task_id)  # cut off by a shutdown: the attempt is not spent
+    assert not await store.retry_later(await held(store, str(pending)), 0, {"error": "x", "type": "timeout"})
+    assert not await store.requeue(await held(store, str(pending)))
+    assert await store.requeue(await held(store, task_id))  # cut off by a shutdown: the attempt is not spent
     task = await store.get_task(task_id)
     assert task is not None and (task.status, task.attempts, task.started_at) == ("PENDING", 0, None)
-    assert not await store.requeue(task_id)
-    assert len(await store.claim_batch(10)) == 2
+    assert not await store.requeue(await held(store, task_id))
+    assert len(await store.claim_batch(10, LEASE_S)) == 2
     run_after = time.time() + 30
-    assert await store.retry_later(task_id, run_after, {"error": "slow", "type": "timeout"})
+    assert await store.retry_later(
+        await held(store, task_id), run_after, {"error": "slow", "type": "timeout"}
+    )
     task = await store.get_task(task_id)
     assert task is not None and (task.status, task.run_after, task.started_at) == ("RETRY", run_after, None)
     assert task.attempts == 1 and task.status_json()["last_error"] == {"error": "slow", "type": "timeout"}
-    assert not await store.retry_later(task_id, run_after, {"error": "again", "type": "timeout"})
+    assert not await store.retry_later(
+        await held(store, task_id), run_after, {"error": "again", "type": "timeout"}
+    )
 
 
 async def test_cancel_ends_an_unfinished_task_and_refuses_a_final_one(store: Store) -> None:
@@ -663,7 +688,7 @@ async def test_cancel_ends_an_unfinished_task_and_refuses_a_final_one(store: Sto
     )
     assert cancelled.finished_at is not None and cancelled == await store.get_task(str(pending))
     assert (await store.cancel(running)).status == "FAILURE"
-    assert await store.finish(running, "SUCCESS", ANSWER) is None  # the cancel won
+    assert await store.finish(await held(store, running), "SUCCESS", ANSWER) is None  # the cancel won
     assert [len(await store.list_deliveries(t)) for t in (str(pending), running)] == [1, 1]
     with pytest.raises(Conflict, match="already finished"):
         await store.cancel(running)
@@ -675,8 +700,8 @@ async def test_purge_finished_deletes_the_oldest_final_tasks_with_their_journal(
     _, token = await make_agent(store, callback_url="https://example.com/cb")
     ended = [await started(store, token) for _ in range(3)]
     for n, task_id in enumerate(ended):
-        await store.finish(task_id, "SUCCESS", ANSWER)
-        await store.journal_tool_call(task_id, (1, "notify", "{}"), "sent")
+        await store.finish(await held(store, task_id), "SUCCESS", ANSWER)
+        await store.journal_tool_call(task_id, 1, (1, "notify", "{}"), "sent")
         await run_sql(
             store, f"UPDATE tasks SET finished_at = finished_at - {1000 - n} WHERE id = '{task_id}'"
         )
@@ -689,25 +714,95 @@ async def test_purge_finished_deletes_the_oldest_final_tasks_with_their_journal(
     assert await store.get_task(unfinished) is not None
 
 
-async def test_recovery_requeues_or_fails_by_attempts_left(store: Store) -> None:
+async def test_a_dead_servers_tasks_are_taken_over_and_its_late_writes_refused(
+    store: Store, make_store: MakeStore
+) -> None:
+    """`store` is a server that stops renewing its leases (killed, or paused), `successor` the
+    server that takes over. SQLite: the successor holds the file, so every task STARTED by
+    another owner is a dead server's at once. PostgreSQL: once the lease has expired."""
     _, token = await make_agent(store, max_attempts=2, callback_url="https://example.com/cb")
-    first = await started(store, token)
-    second = await started(store, token)
-    await store.retry_later(second, 0, {"error": "x", "type": "timeout"})
-    await store.claim_batch(1)  # second is now STARTED on its last attempt
+    first, second = await store.enqueue(token, "{}"), await store.enqueue(token, "{}")
+    await store.claim_batch(1, LEASE_S)  # first
+    await store.retry_later(await held(store, first), 0, {"error": "x", "type": "timeout"})
+    lease_s = 1.0
+    claims = {claim.task.id: claim.task for claim in await store.claim_batch(2, lease_s)}
+    assert (claims[first].attempts, claims[second].attempts) == (2, 1)  # first: its last attempt
     waiting = await store.enqueue(token, "{}")
-    recovery = await store.recover_interrupted()
+    successor = await make_store()
+    if is_postgres(store):
+        assert (await successor.take_over_expired()).tasks == []  # the leases hold
+        await asyncio.sleep(lease_s + 0.2)
+    recovery = await successor.take_over_expired()
     assert (recovery.requeued, recovery.failed) == (1, 1)
     assert sorted((r.task_id, r.status, r.attempts) for r in recovery.tasks) == sorted(
-        [(first, "PENDING", 1), (second, "FAILURE", 2)]
+        [(second, "PENDING", 1), (first, "FAILURE", 2)]
     )
-    one, two = await store.get_task(first), await store.get_task(second)
+    one, two = await store.get_task(second), await store.get_task(first)
     assert one is not None and (one.status, one.attempts, one.started_at) == ("PENDING", 1, None)
     assert two is not None and two.status == "FAILURE" and two.result is not None
     assert two.result["type"] == "interrupted" and two.finished_at is not None
-    assert [len(await store.list_deliveries(t)) for t in (first, second)] == [0, 1]
+    assert [len(await store.list_deliveries(t)) for t in (second, first)] == [0, 1]
     assert (w := await store.get_task(str(waiting))) is not None and w.status == "PENDING"
-    assert (await store.recover_interrupted()).tasks == []
+    assert (await successor.take_over_expired()).tasks == []
+
+    # The successor runs `second` again (attempt 2). The old server's writes are refused.
+    (again,) = [c.task for c in await successor.claim_batch(2, LEASE_S) if c.task.id == second]
+    assert again.attempts == 2
+    assert await store.renew_leases(LEASE_S) == set()  # it holds nothing any more
+    late = claims[second]
+    assert await store.journal_tool_call(second, late.attempts, (1, "notify", "{}"), "late") is False
+    assert await store.finish(late, "SUCCESS", {"answer": "late", "type": "answer"}) is None
+    assert not await store.retry_later(late, 0, {"error": "x", "type": "timeout"})
+    assert not await store.requeue(late)
+    assert await successor.journal_tool_call(second, again.attempts, (1, "notify", "{}"), "sent") is True
+    assert await successor.finish(again, "SUCCESS", ANSWER) is not None
+    final = await store.get_task(second)
+    assert final is not None and (final.status, final.result, final.attempts) == ("SUCCESS", ANSWER, 2)
+    assert await store.tool_journal(second) == {(1, "notify", "{}"): "sent"}
+
+
+async def test_a_renewed_lease_keeps_the_task(store: Store, make_store: MakeStore) -> None:
+    _, token = await make_agent(store)
+    task_id = await store.enqueue(token, "{}")
+    (claim,) = await store.claim_batch(1, 1.0)
+    other = await store.enqueue(token, "{}")
+    assert await store.renew_leases(LEASE_S) == {(task_id, 1)}
+    if is_postgres(store):  # a live lease is not taken over, however old the claim
+        await asyncio.sleep(1.2)
+        assert (await (await make_store()).take_over_expired()).tasks == []
+    assert (await store.take_over_expired()).tasks == []  # never its own
+    assert await store.finish(claim.task, "SUCCESS", ANSWER) is not None
+    assert await store.renew_leases(LEASE_S) == set()
+    assert (t := await store.get_task(str(other))) is not None and t.status == "PENDING"
+
+
+async def test_changes_are_published_after_their_commit(store: Store) -> None:
+    events: list[tuple[str, str, int, str | None]] = []
+    store.events.subscribe(lambda e: events.append((e.task_id, e.status, e.attempt, e.error_type)))
+    agent, token = await make_agent(store)
+    task_id = await store.enqueue(token, "{}")
+    replayed = await store.enqueue_once(token, "{}", key="k", body_sha256=b"b")
+    assert replayed is not None
+    again = await store.enqueue_once(token, "{}", key="k", body_sha256=b"b")
+    assert again is not None and again.replayed and again.task_id == replayed.task_id  # nothing new
+    (claim,) = await store.claim_batch(1, LEASE_S)
+    await store.retry_later(claim.task, 0, {"error": "x", "type": "timeout"})
+    (claim,) = [c for c in await store.claim_batch(1, LEASE_S) if c.task.id == task_id]
+    await store.finish(claim.task, "FAILURE", {"error": "x", "type": "bad"})
+    await store.cancel(replayed.task_id)
+    doomed = await store.enqueue(token, "{}")
+    await store.delete_agent(agent.id)
+    assert events == [
+        (task_id, "PENDING", 0, None),
+        (replayed.task_id, "PENDING", 0, None),
+        (task_id, "STARTED", 1, None),
+        (task_id, "RETRY", 1, "timeout"),
+        (task_id, "STARTED", 2, None),
+        (task_id, "FAILURE", 2, "bad"),
+        (replayed.task_id, "FAILURE", 0, "cancelled"),
+        (doomed, "PENDING", 0, None),
+        (doomed, "FAILURE", 0, "cancelled"),
+    ]
 
 
 # -- the tool-call journal -----------------------------------------------------------------
@@ -717,11 +812,11 @@ async def test_the_journal_keeps_each_first_output_by_step_tool_and_arguments(st
     _, token = await make_agent(store)
     task_id = await started(store, token)
     long_arguments = json.dumps({"body": "y" * 10_000}, sort_keys=True, separators=(",", ":"))
-    await store.journal_tool_call(task_id, (1, "http_request", '{"url":"a"}'), "first")
-    await store.journal_tool_call(task_id, (1, "http_request", '{"url":"a"}'), "second")  # ignored
-    await store.journal_tool_call(task_id, (2, "http_request", '{"url":"a"}'), "step two")
-    await store.journal_tool_call(task_id, (1, "notify", long_arguments), "a\x00b ✓")  # NUL kept
-    await store.journal_tool_call("no-such-task", (1, "notify", "{}"), "nothing")
+    await store.journal_tool_call(task_id, 1, (1, "http_request", '{"url":"a"}'), "first")
+    await store.journal_tool_call(task_id, 1, (1, "http_request", '{"url":"a"}'), "second")  # ignored
+    await store.journal_tool_call(task_id, 1, (2, "http_request", '{"url":"a"}'), "step two")
+    await store.journal_tool_call(task_id, 1, (1, "notify", long_arguments), "a\x00b ✓")  # NUL kept
+    await store.journal_tool_call("no-such-task", 1, (1, "notify", "{}"), "nothing")
     assert await store.tool_journal(task_id) == {
         (1, "http_request", '{"url":"a"}'): "first",
         (2, "http_request", '{"url":"a"}'): "step two",
@@ -737,7 +832,7 @@ async def test_deliveries_come_due_longest_waiting_first_and_record_their_attemp
     _, token = await make_agent(store, callback_url="https://example.com/cb")
     task_ids = [await started(store, token) for _ in range(3)]
     for task_id in task_ids:
-        await store.finish(task_id, "SUCCESS", ANSWER)
+        await store.finish(await held(store, task_id), "SUCCESS", ANSWER)
     first, second, third = [(await store.list_deliveries(t))[0] for t in task_ids]
     now = time.time() + 1
     assert [d.id for d in await store.due_deliveries(now, 10)] == [first.id, second.id, third.id]

@@ -18,6 +18,7 @@ from jsonschema.exceptions import best_match
 from referencing import Registry
 
 from agents.chat import ToolCall, ToolResult
+from agents.providers import ModelError
 from agents.tools.base import Tool, ToolError
 
 log = logging.getLogger("hookd.tools")
@@ -32,8 +33,8 @@ class ToolJournal(Protocol):
     async def tool_journal(self, task_id: str) -> dict[JournalKey, str]:
         """The outputs of the task's journalled calls, by key."""
 
-    async def journal_tool_call(self, task_id: str, key: JournalKey, output: str) -> None:
-        """Commit one successful call's output."""
+    async def journal_tool_call(self, task_id: str, attempt: int, key: JournalKey, output: str) -> bool:
+        """Commit one successful call's output; False if this run no longer holds its task."""
 
 
 def canonical_json(value: Any) -> str:
@@ -64,6 +65,7 @@ class ToolRunner:
         tools: list[Tool],
         journal: ToolJournal,
         task_id: str,
+        attempt: int,
         records: list[dict[str, Any]] | None = None,
     ) -> None:
         self._tools = {tool.name: tool for tool in tools}
@@ -73,6 +75,7 @@ class ToolRunner:
         }
         self._journal = journal
         self._task_id = task_id
+        self._attempt = attempt
         self._done: dict[JournalKey, str] | None = None  # read once, on the first call
         self.records: list[dict[str, Any]] = [] if records is None else records  # result.tool_calls
 
@@ -86,9 +89,16 @@ class ToolRunner:
         if output is not None and not replayed:
             self._done[key] = output
             try:
-                await self._journal.journal_tool_call(self._task_id, key, output)
+                held = await self._journal.journal_tool_call(self._task_id, self._attempt, key, output)
             except Exception:
                 log.exception("task %s: tool call not journalled; a retry would make it again", self._task_id)
+            else:
+                if not held:  # cancelled, or taken over by another node: make no more calls
+                    raise ModelError(
+                        "superseded",
+                        "This run no longer holds its task (cancelled, or taken over after its lease expired).",
+                        transient=False,
+                    )
         self.records.append(
             {
                 "step": step,

@@ -108,12 +108,12 @@ class PostgresAgents(PostgresBase):
     async def set_callback_secret(self, agent_id: str, secret: str) -> Agent:
         return await self._update_agent_columns(agent_id, {"callback_secret": secret})
 
-    async def delete_agent(self, agent_id: str) -> list[str]:
+    async def _delete_agent(self, agent_id: str) -> list[str]:
         now = time.time()
         async with self._transaction() as conn:
             cancelled = await conn.fetch(
-                "UPDATE tasks SET status = 'FAILURE', result = $1, finished_at = $2"
-                " WHERE agent_id = $3 AND status NOT IN ('SUCCESS', 'FAILURE') RETURNING id",
+                "UPDATE tasks SET status = 'FAILURE', result = $1, finished_at = $2, owner = NULL,"
+                " lease_expires_at = NULL WHERE agent_id = $3 AND status NOT IN ('SUCCESS', 'FAILURE') RETURNING id",
                 json_text(cancelled_result()),
                 now,
                 agent_id,

@@ -9,7 +9,6 @@ without its password. Everything else is a bug and stays what asyncpg raised.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,12 +17,13 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 import asyncpg
 from asyncpg import exceptions as pg
 
-from errors import AlreadyServed, InvalidInput, StorageUnavailable
+from errors import InvalidInput, StorageUnavailable
+from tasks.postgres.listen import Listener
 from tasks.store import Store
 
 # Advisory locks are (class, key) pairs; hookd's two classes spell "hook" and "hoom" in ASCII.
 SCHEMA_LOCK = (0x686F6F6B, 0)  # held while one node creates or migrates the schema
-SERVE_LOCK = (0x686F6F6B, 1)  # held by the one node serving the database (see Store.serving)
+BACKGROUND_LOCK = (0x686F6F6B, 2)  # held by the one node sending callbacks and applying retention
 CLAIM_LOCK_CLASS = 0x686F6F6D  # with hashtext(agent id): one node at a time claims for a limited agent
 
 CONNECT_TIMEOUT_S = 10.0
@@ -89,12 +89,14 @@ class PostgresBase(Store):
     """The pool, and the two ways the store methods use it."""
 
     def __init__(self, url: str, *, min_connections: int = 1, max_connections: int = 10) -> None:
+        super().__init__()
         self.url = url
         self.shown_url = shown_url(url)
         self.min_connections = min_connections
         self.max_connections = max_connections
         self._pool: Any = None
         self._closing = False
+        self._listener: Listener | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.shown_url!r})"
@@ -105,25 +107,31 @@ class PostgresBase(Store):
 
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[None]:
-        """A session advisory lock on a connection of its own, held while serving: PostgreSQL
-        drops it with the connection, so a node that dies (kill -9, power) lets the next one in."""
+        """Any number of nodes serve one database. While serving, a connection of its own
+        listens for the others' task changes and holds the background lock (listen.py)."""
+        listener = Listener(self._connect_one, self.events, self.node_id, BACKGROUND_LOCK, self.shown_url)
+        await listener.start()
+        self._listener = listener
         try:
-            conn = await asyncpg.connect(
-                self.url, timeout=CONNECT_TIMEOUT_S, server_settings={"application_name": "hookd serve lock"}
+            yield
+        finally:
+            self._listener = None
+            await listener.stop()
+
+    async def leads_background_work(self) -> bool:
+        listener = self._listener
+        return listener is not None and await listener.leads_background_work()
+
+    async def _connect_one(self) -> Any:
+        """One connection outside the pool; StorageUnavailable if it cannot be made."""
+        try:
+            return await asyncpg.connect(
+                self.url,
+                timeout=CONNECT_TIMEOUT_S,
+                server_settings={"application_name": "hookd listen", "hookd.node": self.node_id},
             )
         except _UNAVAILABLE_AT_CONNECT as exc:
             raise self.unavailable(exc) from None
-        try:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *SERVE_LOCK):
-                raise AlreadyServed(
-                    f"Another hookd node is serving {self.shown_url}. Until several nodes can share"
-                    " one database (runs held under leases), one serves it at a time: two would run"
-                    " each other's tasks twice. Stop the other one first."
-                )
-            yield
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), CONNECT_TIMEOUT_S)
 
     def unavailable(self, exc: BaseException) -> StorageUnavailable:
         """StorageUnavailable for `exc`, its text cleared of the URL's password."""
@@ -147,7 +155,8 @@ class PostgresBase(Store):
                 max_size=self.max_connections,
                 timeout=CONNECT_TIMEOUT_S,
                 # jit off: it adds tens of milliseconds to short queries the planner misjudges.
-                server_settings={"application_name": "hookd", "jit": "off"},
+                # hookd.node: whose change a task's notification reports (listen.py).
+                server_settings={"application_name": "hookd", "jit": "off", "hookd.node": self.node_id},
             )
         except _UNAVAILABLE_AT_CONNECT as exc:
             raise self.unavailable(exc) from None

@@ -76,6 +76,10 @@ CREATE TABLE tasks (
     -- What a list of tasks shows of a result over 2 KiB (tasks/store.py list_preview); NULL
     -- for a smaller one, which a list shows whole.
     result_preview text CHECK (result_preview IS NULL OR result_preview::json IS NOT NULL),
+    -- While STARTED: the node running it (a random id per process) and until when it is that
+    -- node's, by the database's clock (tasks/store.py take_over_expired); NULL otherwise.
+    owner            text COLLATE "C",
+    lease_expires_at double precision,
     CHECK ((status IN ('SUCCESS', 'FAILURE')) = (result IS NOT NULL))
 );
 
@@ -89,6 +93,23 @@ CREATE INDEX tasks_by_agent ON tasks (agent_id, id);
 CREATE INDEX tasks_by_status ON tasks (status, id);
 -- Retention: the oldest finished tasks first.
 CREATE INDEX tasks_finished ON tasks (finished_at) WHERE status IN ('SUCCESS', 'FAILURE');
+
+-- Every committed change of a task's status or attempt is a notification on hookd_tasks to
+-- every node that listens (tasks/postgres/listen.py), whoever made it: "STATUS ATTEMPTS ID
+-- AGENT_ID NODE", NODE being the maker's hookd.node setting ('-' outside a node: the CLI,
+-- psql). A lease renewal changes neither, and notifies no one.
+CREATE FUNCTION hookd_task_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('hookd_tasks', concat_ws(' ', NEW.status, NEW.attempts, NEW.id,
+        coalesce(NEW.agent_id, '-'), coalesce(nullif(current_setting('hookd.node', true), ''), '-')));
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER tasks_inserted AFTER INSERT ON tasks
+    FOR EACH ROW EXECUTE FUNCTION hookd_task_changed();
+CREATE TRIGGER tasks_changed AFTER UPDATE OF status, attempts ON tasks
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.attempts IS DISTINCT FROM NEW.attempts)
+    EXECUTE FUNCTION hookd_task_changed();
 
 -- Idempotency keys (Idempotency-Key, webhook-id or X-GitHub-Delivery) an agent saw in the last
 -- 24 hours: a request repeating one gets the task the first one made, not a new one.

@@ -12,13 +12,10 @@ in tasks/postgres/dump.py.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import time
 from collections.abc import Sequence
 from typing import Any
-
-from asyncpg import exceptions as pg
 
 from errors import Conflict, NotFound
 from tasks.ids import uuid7
@@ -57,6 +54,9 @@ CLAIM_SCAN_ROWS_PER_SLOT = 4
 CLAIM_SCAN_ROWS_MIN = 64
 CLAIM_SCAN_ROWS_MAX = 4000
 CLOSE_TIMEOUT_S = 10.0
+# Leases are reckoned by the database's clock, the one clock every node shares: a node whose
+# own clock is off neither cuts another's lease short nor keeps its own too long.
+DB_NOW = "extract(epoch FROM clock_timestamp())"
 
 _TASK_COLUMNS_OF_T = ", ".join(f"t.{column.strip()}" for column in TASK_COLUMNS.split(","))
 _AGENT_COLUMNS_OF_A = ", ".join(f"a.{column.strip()}" for column in AGENT_COLUMNS.split(","))
@@ -155,23 +155,44 @@ WITH queue AS (
     LIMIT $2
 )
 UPDATE tasks AS t
-SET status = 'STARTED', attempts = t.attempts + 1, started_at = $1, last_error = NULL
+SET status = 'STARTED', attempts = t.attempts + 1, started_at = $1, last_error = NULL,
+    owner = $5, lease_expires_at = {DB_NOW} + $6
 FROM chosen JOIN agents AS a ON a.id = chosen.agent_id
 WHERE t.id = chosen.id
 RETURNING {_TASK_COLUMNS_OF_T}, {_AGENT_COLUMNS_OF_A},
           EXISTS (SELECT 1 FROM sources AS s WHERE s.agent_id = a.id)
 """
 
+# Whose server is gone: STARTED past its lease (NULL: started by a hookd from before leases).
+# SKIP LOCKED: nodes taking over at the same moment take different tasks.
+TAKE_OVER_SQL = f"""
+WITH expired AS (
+    SELECT id FROM tasks
+    WHERE status = 'STARTED' AND (lease_expires_at IS NULL OR lease_expires_at < {DB_NOW})
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE tasks AS t SET
+    status = CASE WHEN attempts < max_attempts THEN 'PENDING' ELSE 'FAILURE' END,
+    result = CASE WHEN attempts < max_attempts THEN NULL ELSE $1::text END,
+    finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE $2::float8 END,
+    run_after = CASE WHEN attempts < max_attempts THEN $2 ELSE run_after END,
+    started_at = CASE WHEN attempts < max_attempts THEN NULL ELSE started_at END,
+    owner = NULL, lease_expires_at = NULL
+FROM expired WHERE t.id = expired.id
+RETURNING t.id, t.agent_id, t.status, t.attempts
+"""
+
 FINISH_SQL = f"""
 WITH finished AS (
-    UPDATE tasks SET status = $2, result = $3, finished_at = $4, result_preview = $6
-    WHERE id = $1 AND status = 'STARTED' RETURNING id, agent_id
+    UPDATE tasks SET status = $2, result = $3, finished_at = $4, result_preview = $6,
+                     owner = NULL, lease_expires_at = NULL
+    WHERE id = $1 AND status = 'STARTED' AND owner = $7 AND attempts = $8 RETURNING id, agent_id
 ), {queue_delivery_cte("finished", "$5", "$4")}
 SELECT (SELECT count(*) FROM finished), (SELECT count(*) FROM queued)
 """
 CANCEL_SQL = f"""
 WITH finished AS (
-    UPDATE tasks SET status = 'FAILURE', result = $2, finished_at = $3
+    UPDATE tasks SET status = 'FAILURE', result = $2, finished_at = $3, owner = NULL, lease_expires_at = NULL
     WHERE id = $1 AND status NOT IN ('SUCCESS', 'FAILURE') RETURNING {TASK_COLUMNS}
 ), {queue_delivery_cte("finished", "$4", "$3")}
 SELECT {TASK_COLUMNS} FROM finished
@@ -209,21 +230,20 @@ class PostgresStore(PostgresAgents, PostgresDeliveries, PostgresKnowledge, Postg
 
     # -- tasks -------------------------------------------------------------------------
 
-    async def enqueue(
-        self, token_sha256: bytes, payload_json: str, *, signature_secret: str | None = None
+    async def _enqueue(
+        self, token_sha256: bytes, payload_json: str, signature_secret: str | None
     ) -> str | None:
         now = time.time()
         row = await self._fetchrow(ENQUEUE_SQL, uuid7(), payload_json, now, token_sha256, signature_secret)
         return None if row is None else str(row[0])
 
-    async def enqueue_once(
+    async def _enqueue_once(
         self,
         token_sha256: bytes,
         payload_json: str,
-        *,
         key: str,
         body_sha256: bytes,
-        signature_secret: str | None = None,
+        signature_secret: str | None,
     ) -> Enqueued | None:
         now = time.time()
         since = now - IDEMPOTENCY_WINDOW_S
@@ -276,17 +296,17 @@ class PostgresStore(PostgresAgents, PostgresDeliveries, PostgresKnowledge, Postg
         rows = await self._fetch("SELECT status, count(*) FROM tasks GROUP BY status")
         return dict.fromkeys(STATUSES, 0) | {status: int(count) for status, count in rows}
 
-    async def claim_batch(self, limit: int) -> list[Claim]:
+    async def _claim_batch(self, limit: int, lease_s: float) -> list[Claim]:
         now = time.time()
         scan = min(max(limit * CLAIM_SCAN_ROWS_PER_SLOT, CLAIM_SCAN_ROWS_MIN), CLAIM_SCAN_ROWS_MAX)
         async with self._connection() as conn:
             limited = [row[0] for row in await conn.fetch(LIMITED_IN_QUEUE_SQL, now, scan)]
             if not limited:  # no lock needed: look no further than the tasks to claim
-                rows = await conn.fetch(CLAIM_SQL, now, limit, [], limit)
+                rows = await conn.fetch(CLAIM_SQL, now, limit, [], limit, self.node_id, lease_s)
             else:
                 async with conn.transaction():
                     await conn.execute(LOCK_AGENTS_SQL, CLAIM_LOCK_CLASS, limited)
-                    rows = await conn.fetch(CLAIM_SQL, now, limit, limited, scan)
+                    rows = await conn.fetch(CLAIM_SQL, now, limit, limited, scan, self.node_id, lease_s)
         claims = []
         for row in rows:
             values = tuple(row)
@@ -294,34 +314,47 @@ class PostgresStore(PostgresAgents, PostgresDeliveries, PostgresKnowledge, Postg
             claims.append(Claim(task, agent_from_row(values[_TASK_WIDTH:-1]), bool(values[-1])))
         return sorted(claims, key=lambda claim: (claim.task.run_after, claim.task.id))
 
-    async def _update_started(self, task_id: str, assignments: str, *args: Any) -> bool:
-        sql = f"UPDATE tasks SET {assignments} WHERE id = $1 AND status = 'STARTED'"
-        return await self._execute(sql, task_id, *args) == 1
-
-    async def finish(self, task_id: str, status: str, result: dict[str, Any]) -> Finished | None:
-        assert status in ("SUCCESS", "FAILURE")
-        text = json_text(result)
-        row = await self._fetchrow(
-            FINISH_SQL, task_id, status, text, time.time(), uuid7(), list_preview(result, text)
+    async def _update_claimed(self, task: Task, assignments: str, *args: Any) -> bool:
+        """Change a task still held by the claim `task` (this node's, the same attempt); it
+        leaves STARTED, so it is nobody's any more."""
+        sql = (
+            f"UPDATE tasks SET {assignments}, owner = NULL, lease_expires_at = NULL"
+            " WHERE id = $1 AND status = 'STARTED' AND owner = $2 AND attempts = $3"
         )
+        return await self._execute(sql, task.id, self.node_id, task.attempts, *args) == 1
+
+    async def _finish(self, task: Task, status: str, result: dict[str, Any]) -> Finished | None:
+        text = json_text(result)
+        preview = list_preview(result, text)
+        args = (task.id, status, text, time.time(), uuid7(), preview, self.node_id, task.attempts)
+        row = await self._fetchrow(FINISH_SQL, *args)
         if row[0] != 1:
             return None
         return Finished(delivery_queued=row[1] > 0)
 
-    async def retry_later(self, task_id: str, run_after: float, error: dict[str, Any]) -> bool:
-        return await self._update_started(
-            task_id,
-            "status = 'RETRY', run_after = $2, last_error = $3, started_at = NULL",
+    async def _retry_later(self, task: Task, run_after: float, error: dict[str, Any]) -> bool:
+        return await self._update_claimed(
+            task,
+            "status = 'RETRY', run_after = $4, last_error = $5, started_at = NULL",
             run_after,
             json_text(error),
         )
 
-    async def requeue(self, task_id: str) -> bool:
-        return await self._update_started(
-            task_id, "status = 'PENDING', attempts = attempts - 1, started_at = NULL"
+    async def _requeue(self, task: Task) -> bool:
+        return await self._update_claimed(
+            task, "status = 'PENDING', attempts = attempts - 1, started_at = NULL"
         )
 
-    async def cancel(self, task_id: str) -> Task:
+    async def renew_leases(self, lease_s: float) -> set[tuple[str, int]]:
+        rows = await self._fetch(
+            f"UPDATE tasks SET lease_expires_at = {DB_NOW} + $2 WHERE status = 'STARTED' AND owner = $1"
+            " RETURNING id, attempts",
+            self.node_id,
+            lease_s,
+        )
+        return {(task_id, attempts) for task_id, attempts in rows}
+
+    async def _cancel(self, task_id: str) -> Task:
         row = await self._fetchrow(CANCEL_SQL, task_id, json_text(cancelled_result()), time.time(), uuid7())
         if row is not None:
             return task_from_row(row)
@@ -356,41 +389,40 @@ class PostgresStore(PostgresAgents, PostgresDeliveries, PostgresKnowledge, Postg
         )
         return {(step, tool, arguments): bytes(output).decode() for step, tool, arguments, output in rows}
 
-    async def journal_tool_call(self, task_id: str, key: tuple[int, str, str], output: str) -> None:
+    async def journal_tool_call(
+        self, task_id: str, attempt: int, key: tuple[int, str, str], output: str
+    ) -> bool:
         step, tool, arguments = key
         digest = hashlib.sha256(arguments.encode()).digest()
-        # Only while the task exists: a task purged meanwhile keeps no journal (nor one purged
-        # by another node between the check and the insert: the foreign key refuses it).
-        with contextlib.suppress(pg.ForeignKeyViolationError):
-            await self._execute(
-                "INSERT INTO tool_calls (task_id, step, tool, arguments, arguments_sha256, output, created_at)"
-                " SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM tasks WHERE id = $1)"
-                " ON CONFLICT DO NOTHING",
-                task_id,
-                step,
-                tool,
-                arguments,
-                digest,
-                output.encode(),
-                time.time(),
+        # Only while this run holds the task: a task purged, cancelled or taken over meanwhile
+        # gets nothing from it. FOR SHARE: no one ends the task between the look and the insert.
+        row = await self._fetchrow(
+            """
+            WITH held AS (
+                SELECT id FROM tasks WHERE id = $1 AND status = 'STARTED' AND owner = $8 AND attempts = $9
+                FOR SHARE
+            ), journalled AS (
+                INSERT INTO tool_calls (task_id, step, tool, arguments, arguments_sha256, output, created_at)
+                SELECT id, $2, $3, $4, $5, $6, $7 FROM held
+                ON CONFLICT DO NOTHING
             )
+            SELECT count(*) FROM held
+            """,
+            task_id,
+            step,
+            tool,
+            arguments,
+            digest,
+            output.encode(),
+            time.time(),
+            self.node_id,
+            attempt,
+        )
+        return bool(row[0])
 
-    async def recover_interrupted(self) -> Recovery:
-        """STARTED tasks are taken to be interrupted, as SQLite does at start-up. With several
-        nodes on one database, this must only run when no other node is running tasks: the
-        runs of a live node are not yet told apart (leases come later)."""
+    async def _take_over_expired(self) -> Recovery:
         now = time.time()
         async with self._transaction() as conn:
-            rows = await conn.fetch(
-                "UPDATE tasks SET"
-                " status = CASE WHEN attempts < max_attempts THEN 'PENDING' ELSE 'FAILURE' END,"
-                " result = CASE WHEN attempts < max_attempts THEN NULL ELSE $1::text END,"
-                " finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE $2::float8 END,"
-                " run_after = CASE WHEN attempts < max_attempts THEN $2 ELSE run_after END,"
-                " started_at = CASE WHEN attempts < max_attempts THEN NULL ELSE started_at END"
-                " WHERE status = 'STARTED' RETURNING id, agent_id, status, attempts",
-                json_text(interrupted_result()),
-                now,
-            )
+            rows = await conn.fetch(TAKE_OVER_SQL, json_text(interrupted_result()), now)
             await queue_deliveries(conn, [row[0] for row in rows if row[2] == "FAILURE"], now)
         return Recovery([Recovered(*row) for row in rows])

@@ -122,14 +122,14 @@ class SQLiteAgents:
     async def set_callback_secret(self, agent_id: str, secret: str) -> Agent:
         return await self._update_agent_columns(agent_id, {"callback_secret": secret})
 
-    async def delete_agent(self, agent_id: str) -> list[str]:
+    async def _delete_agent(self, agent_id: str) -> list[str]:
         now = time.time()
         result = json_text(cancelled_result())
 
         def op(conn: sqlite3.Connection) -> list[str] | None:
             cancelled = conn.execute(
-                "UPDATE tasks SET status = 'FAILURE', result = ?, finished_at = ?"
-                " WHERE agent_id = ? AND status NOT IN ('SUCCESS', 'FAILURE') RETURNING id",
+                "UPDATE tasks SET status = 'FAILURE', result = ?, finished_at = ?, owner = NULL,"
+                " lease_expires_at = NULL WHERE agent_id = ? AND status NOT IN ('SUCCESS', 'FAILURE') RETURNING id",
                 (result, now, agent_id),
             ).fetchall()
             cursor = conn.execute("DELETE FROM agents WHERE id = ?", (agent_id,))

@@ -9,6 +9,7 @@ a primary-key lookup takes microseconds, less than the hop to a reader thread an
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -62,6 +63,9 @@ BUSY_TIMEOUT_MS = 5000
 # SQLite's own page cache, and a mapped page costs no read() call and no copy. Only pages
 # looked at are touched; they stay the kernel's page cache, shared and reclaimable.
 POINT_READ_MMAP_BYTES = 1 << 30
+# How often a serving store looks whether another process (the CLI) committed to the file:
+# PRAGMA data_version on the writer's connection, a read of one counter in the shared memory.
+OUTSIDE_CHANGES_CHECK_S = 0.5
 
 # How far down the queue a claim looks for tasks whose agent has room under its
 # max_concurrency: a few rows per free slot, so a claim for one slot stays cheap on a deep
@@ -85,7 +89,8 @@ ENQUEUE_SQL = (
 # running tasks and the earlier candidates of the same agent are counted.
 CLAIM_SQL = f"""
 UPDATE tasks
-SET status = 'STARTED', attempts = attempts + 1, started_at = :now, last_error = NULL
+SET status = 'STARTED', attempts = attempts + 1, started_at = :now, last_error = NULL,
+    owner = :node, lease_expires_at = :now + :lease_s
 WHERE rowid IN (
     SELECT c.rowid FROM (
         SELECT q.rowid, q.agent_id, q.run_after, a.max_concurrency,
@@ -116,7 +121,8 @@ RETURNING {TASK_COLUMNS}
 # tasks in queue order, without CLAIM_SQL's window over a scan of the queue.
 CLAIM_UNLIMITED_SQL = f"""
 UPDATE tasks
-SET status = 'STARTED', attempts = attempts + 1, started_at = :now, last_error = NULL
+SET status = 'STARTED', attempts = attempts + 1, started_at = :now, last_error = NULL,
+    owner = :node, lease_expires_at = :now + :lease_s
 WHERE rowid IN (
     SELECT rowid FROM tasks INDEXED BY tasks_queue
     WHERE status IN ('PENDING', 'RETRY') AND run_after <= :now
@@ -161,6 +167,9 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge, SQLiteDump):
     in tasks/sqlite/dump.py."""
 
     def __init__(self, path: str, *, sync: str = "full") -> None:
+        super().__init__()
+        self._serving = False
+        self._outside_watch: asyncio.Task[None] | None = None
         self.path = str(Path(path).expanduser())
         self.sync = sync
         self._reader: aiosqlite.Connection | None = None
@@ -176,7 +185,29 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge, SQLiteDump):
     @contextlib.asynccontextmanager
     async def serving(self) -> AsyncIterator[None]:
         with serve_lock.serving(self.path):  # a file lock beside the database, flock'd
-            yield
+            self._serving = True
+            try:
+                yield
+            finally:
+                self._serving = False
+
+    async def leads_background_work(self) -> bool:
+        return True  # the one server of this file
+
+    async def _watch_outside_changes(self) -> None:
+        """While serving: tell listeners (events.resync) when another process committed to the
+        file — the CLI cancelling a task, pausing an agent — since nothing else would."""
+        assert self._writer is not None
+        seen = await self._writer.data_version()
+        while True:
+            await asyncio.sleep(OUTSIDE_CHANGES_CHECK_S)
+            try:
+                version = await self._writer.data_version()
+            except Exception:  # closing, or the file is unreadable for a moment: look again
+                continue
+            if version != seen:
+                seen = version
+                self.events.resync()
 
     def _pragmas(self) -> list[str]:
         return [
@@ -225,6 +256,10 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge, SQLiteDump):
             raise
         self._writer, self._reader, self._point_reader = writer, reader, point_reader
         _warn_if_shared(self.path)
+        if self._serving:
+            self._outside_watch = asyncio.create_task(
+                self._watch_outside_changes(), name="hookd-sqlite-outside"
+            )
 
     def _set_up(self, conn: sqlite3.Connection) -> None:
         """WAL, and the newest schema (on the writer thread)."""
@@ -233,6 +268,11 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge, SQLiteDump):
         fill_callback_secrets(conn)
 
     async def close(self) -> None:
+        if self._outside_watch is not None:
+            self._outside_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._outside_watch
+            self._outside_watch = None
         if self._writer is not None:
             await self._writer.close()
         if self._reader is not None:
@@ -251,8 +291,8 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge, SQLiteDump):
 
     # -- tasks -------------------------------------------------------------------------
 
-    async def enqueue(
-        self, token_sha256: bytes, payload_json: str, *, signature_secret: str | None = None
+    async def _enqueue(
+        self, token_sha256: bytes, payload_json: str, signature_secret: str | None
     ) -> str | None:
         task_id = uuid7()
         params = (task_id, payload_json, time.time(), token_sha256, signature_secret)
@@ -262,14 +302,13 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge, SQLiteDump):
 
         return task_id if await self._write(op) == 1 else None
 
-    async def enqueue_once(
+    async def _enqueue_once(
         self,
         token_sha256: bytes,
         payload_json: str,
-        *,
         key: str,
         body_sha256: bytes,
-        signature_secret: str | None = None,
+        signature_secret: str | None,
     ) -> Enqueued | None:
         task_id = uuid7()
         now = time.time()
@@ -347,9 +386,9 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge, SQLiteDump):
         )
         return dict.fromkeys(STATUSES, 0) | {status: int(count) for status, count in rows}
 
-    async def claim_batch(self, limit: int) -> list[Claim]:
+    async def _claim_batch(self, limit: int, lease_s: float) -> list[Claim]:
         scan = min(max(limit * CLAIM_SCAN_ROWS_PER_SLOT, CLAIM_SCAN_ROWS_MIN), CLAIM_SCAN_ROWS_MAX)
-        params = {"now": time.time(), "limit": limit, "scan": scan}
+        params = {"now": time.time(), "limit": limit, "scan": scan, "node": self.node_id, "lease_s": lease_s}
 
         def op(conn: sqlite3.Connection) -> tuple[list[Any], list[Any], set[str]]:
             limited = conn.execute(ANY_LIMITED_AGENT_SQL).fetchall()
@@ -371,55 +410,78 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge, SQLiteDump):
         agents = {row[0]: agent_from_row(row) for row in agent_rows}
         return [Claim(task_from_row(row), agents[row[1]], row[1] in with_sources) for row in task_rows]
 
-    async def _update_started(self, task_id: str, assignments: str, params: dict[str, Any]) -> bool:
-        sql = f"UPDATE tasks SET {assignments} WHERE id = :id AND status = 'STARTED'"
-        params = params | {"id": task_id}
+    async def _update_claimed(self, task: Task, assignments: str, params: dict[str, Any]) -> bool:
+        """Change a task still held by the claim `task` (this node's, the same attempt); it
+        leaves STARTED, so it is nobody's any more."""
+        sql = (
+            f"UPDATE tasks SET {assignments}, owner = NULL, lease_expires_at = NULL"
+            " WHERE id = :id AND status = 'STARTED' AND owner = :node AND attempts = :attempt"
+        )
+        params = params | {"id": task.id, "node": self.node_id, "attempt": task.attempts}
 
         def op(conn: sqlite3.Connection) -> int:
             return conn.execute(sql, params).rowcount
 
         return await self._write(op) == 1
 
-    async def finish(self, task_id: str, status: str, result: dict[str, Any]) -> Finished | None:
-        assert status in ("SUCCESS", "FAILURE")
+    async def _finish(self, task: Task, status: str, result: dict[str, Any]) -> Finished | None:
         now = time.time()
         text = json_text(result)
-        preview = list_preview(result, text)
-        params = {"id": task_id, "status": status, "result": text, "preview": preview, "now": now}
+        params = {
+            "id": task.id,
+            "status": status,
+            "result": text,
+            "preview": list_preview(result, text),
+            "now": now,
+            "node": self.node_id,
+            "attempt": task.attempts,
+        }
 
         def op(conn: sqlite3.Connection) -> Finished | None:
             finished = conn.execute(
                 "UPDATE tasks SET status = :status, result = :result, result_preview = :preview,"
-                " finished_at = :now WHERE id = :id AND status = 'STARTED'",
+                " finished_at = :now, owner = NULL, lease_expires_at = NULL"
+                " WHERE id = :id AND status = 'STARTED' AND owner = :node AND attempts = :attempt",
                 params,
             ).rowcount
             if finished != 1:
                 return None
-            return Finished(delivery_queued=queue_deliveries(conn, [task_id], now) > 0)
+            return Finished(delivery_queued=queue_deliveries(conn, [task.id], now) > 0)
 
         return await self._write(op)
 
-    async def retry_later(self, task_id: str, run_after: float, error: dict[str, Any]) -> bool:
-        return await self._update_started(
-            task_id,
+    async def _retry_later(self, task: Task, run_after: float, error: dict[str, Any]) -> bool:
+        return await self._update_claimed(
+            task,
             "status = 'RETRY', run_after = :run_after, last_error = :error, started_at = NULL",
             {"run_after": run_after, "error": json_text(error)},
         )
 
-    async def requeue(self, task_id: str) -> bool:
-        return await self._update_started(
-            task_id,
-            "status = 'PENDING', attempts = attempts - 1, started_at = NULL",
-            {},
+    async def _requeue(self, task: Task) -> bool:
+        return await self._update_claimed(
+            task, "status = 'PENDING', attempts = attempts - 1, started_at = NULL", {}
         )
 
-    async def cancel(self, task_id: str) -> Task:
+    async def renew_leases(self, lease_s: float) -> set[tuple[str, int]]:
+        params = (time.time() + lease_s, self.node_id)
+
+        def op(conn: sqlite3.Connection) -> list[Any]:
+            return conn.execute(
+                "UPDATE tasks SET lease_expires_at = ?1 WHERE status = 'STARTED' AND owner = ?2"
+                " RETURNING id, attempts",
+                params,
+            ).fetchall()
+
+        return {(task_id, attempts) for task_id, attempts in await self._write(op)}
+
+    async def _cancel(self, task_id: str) -> Task:
         now = time.time()
         params = (json_text(cancelled_result()), now, task_id)
 
         def op(conn: sqlite3.Connection) -> Any:
             rows = conn.execute(
-                "UPDATE tasks SET status = 'FAILURE', result = ?, finished_at = ?"
+                "UPDATE tasks SET status = 'FAILURE', result = ?, finished_at = ?, owner = NULL,"
+                " lease_expires_at = NULL"
                 f" WHERE id = ? AND status NOT IN ('SUCCESS', 'FAILURE') RETURNING {TASK_COLUMNS}",
                 params,
             ).fetchall()
@@ -466,24 +528,34 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge, SQLiteDump):
         )
         return {(step, tool, arguments): output for step, tool, arguments, output in rows}
 
-    async def journal_tool_call(self, task_id: str, key: tuple[int, str, str], output: str) -> None:
+    async def journal_tool_call(
+        self, task_id: str, attempt: int, key: tuple[int, str, str], output: str
+    ) -> bool:
         step, tool, arguments = key
+        held = (task_id, self.node_id, attempt)
         params = (task_id, step, tool, arguments, output, time.time())
 
-        def op(conn: sqlite3.Connection) -> None:
-            # Only while the task exists: a task purged meanwhile keeps no journal.
+        def op(conn: sqlite3.Connection) -> bool:
+            # Only while this run holds the task: a task purged, cancelled or taken over
+            # meanwhile gets nothing from it.
+            if not conn.execute(
+                "SELECT 1 FROM tasks WHERE id = ? AND status = 'STARTED' AND owner = ? AND attempts = ?", held
+            ).fetchone():
+                return False
             conn.execute(
                 "INSERT INTO tool_calls (task_id, step, tool, arguments, output, created_at)"
-                " SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ?1)"
-                " ON CONFLICT DO NOTHING",
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 params,
             )
+            return True
 
-        await self._write(op)
+        return await self._write(op)
 
-    async def recover_interrupted(self) -> Recovery:
+    async def _take_over_expired(self) -> Recovery:
+        # This server holds the file (serving): a task STARTED by another owner is a dead
+        # server's, whatever its lease says. Every lease a live one holds is this server's.
         now = time.time()
-        params = (json_text(interrupted_result()), now)
+        params = (json_text(interrupted_result()), now, self.node_id)
 
         def op(conn: sqlite3.Connection) -> list[Any]:
             rows = conn.execute(
@@ -492,8 +564,9 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge, SQLiteDump):
                 " result = CASE WHEN attempts < max_attempts THEN NULL ELSE ?1 END,"
                 " finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE ?2 END,"
                 " run_after = CASE WHEN attempts < max_attempts THEN ?2 ELSE run_after END,"
-                " started_at = CASE WHEN attempts < max_attempts THEN NULL ELSE started_at END"
-                " WHERE status = 'STARTED' RETURNING id, agent_id, status, attempts",
+                " started_at = CASE WHEN attempts < max_attempts THEN NULL ELSE started_at END,"
+                " owner = NULL, lease_expires_at = NULL"
+                " WHERE status = 'STARTED' AND owner IS NOT ?3 RETURNING id, agent_id, status, attempts",
                 params,
             ).fetchall()
             queue_deliveries(conn, [row[0] for row in rows if row[2] == "FAILURE"], now)

@@ -94,6 +94,14 @@ class Writer:
         # is applied all the same (the writer skips answering a cancelled future).
         return await future
 
+    async def data_version(self) -> int:
+        """PRAGMA data_version of the writer's connection: it changes when another connection,
+        in this process or another, commits to the file. This process writes only through this
+        connection, so a change means another process wrote."""
+        conn = self._conn
+        assert conn is not None
+        return int(await self._in_thread(lambda: conn.execute("PRAGMA data_version").fetchone()[0]))
+
     async def _in_thread(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
