@@ -412,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="copy every agent, task, journal entry, delivery and source into an empty database",
         description="Copy the configured database (HOOKD_DATABASE_URL, else --db / HOOKD_DB) into an"
         " empty one, in one transaction, and check that every table holds as many rows in both."
-        " Stop the hookd server first: neither database may be served during the copy.",
+        " Stop the hookd servers of the source first: what they write during the copy would not be in"
+        " it (a server holding a SQLite file makes the copy refuse).",
     )
     copying.add_argument("--db", help="the SQLite database file to copy [env HOOKD_DB, default ./hookd.db]")
     copying.add_argument(

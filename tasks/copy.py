@@ -4,9 +4,12 @@ neither backend.
 
 Nothing is lost or half-copied: the destination must be empty, the copy is one transaction of
 the destination's, and it commits only once every table holds as many rows as the source's.
-Neither database may be served meanwhile: a server on the source would go on writing what the
-copy has already read, and one on the destination would never recover the copied tasks that
-were STARTED (a server takes those for interrupted at start-up only).
+The copy holds both databases' `serving()`, which a SQLite file's one server holds too: a server
+on the source would go on writing what the copy has already read, and one on the destination
+would hold copied runs it never claimed. PostgreSQL's nodes share a database, so they do not
+make the copy refuse: into PostgreSQL that is safe (a node takes over a copied run once its
+lease expires), but from PostgreSQL the copy misses what they write after its snapshot; stop
+them first.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ class Copied:
 async def copy_database(source: Store, destination: Store) -> Copied:
     """Copy every row of `source` into `destination` (neither opened yet; both closed after).
     Conflict if the destination holds agents or tasks, or if the counts differ (nothing is
-    then written); AlreadyServed if a hookd server holds either database."""
+    then written); AlreadyServed if a hookd server holds either database alone (SQLite's)."""
     if source.where == destination.where:
         raise Conflict(f"{source.where} is the database hookd uses already; copy it somewhere else.")
     async with contextlib.AsyncExitStack() as stack:

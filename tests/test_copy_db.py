@@ -22,11 +22,12 @@ from errors import Conflict
 from tasks.backends import open_store
 from tasks.dump import TABLES
 from tasks.sqlite.store import SQLiteStore
-from tasks.store import LIST_RESULT_MAX_BYTES, Store
+from tasks.store import LIST_RESULT_MAX_BYTES, Store, Task
 from tests.postgres_server import PASSWORD, PASSWORD_USER, PostgresServer
 from tests.processes import REPO_ROOT, clean_environ
 
 CLI_TIMEOUT_S = 60.0
+LEASE_S = 30.0
 SIGNATURE_SECRET = "whsec_c2VjcmV0LXNpZ25pbmcta2V5"
 SEARCHES = (["zebra"], ["zoe"], ["river", "stone"], ["nothing-matches-this"])
 
@@ -99,17 +100,21 @@ async def fill(store: Store) -> None:
         secret = SIGNATURE_SECRET if agent_token == token(1) else None  # the signed agent's
         return await store.enqueue(agent_token, payload, signature_secret=secret)
 
-    async def started(agent_token: bytes, payload: str) -> str:
+    async def started(agent_token: bytes, payload: str) -> Task:
         task_id = await enqueue(agent_token, payload)
         assert task_id is not None
-        assert [c.task.id for c in await store.claim_batch(10)] == [task_id]
-        return task_id
+        claims = await store.claim_batch(10, LEASE_S)
+        assert [c.task.id for c in claims] == [task_id]
+        return claims[0].task
+
+    async def journal(task: Task, key: tuple[int, str, str], output: str) -> None:
+        assert await store.journal_tool_call(task.id, task.attempts, key, output)
 
     payload = '{"b": 1,  "a": [1.0, 2e3], "é": "\\u00e9 ✓", "nul": "\\u0000"}'  # kept byte for byte
     success = await started(token(1), payload)
-    await store.journal_tool_call(success, (1, "http_request", '{"url":"a"}'), "first ✓")
-    await store.journal_tool_call(success, (2, "notify", '{"body":"x"}'), "a\x00b")  # NUL kept
-    await store.journal_tool_call(success, (3, "read_webpage", json.dumps({"y": "z" * 5000})), "long")
+    await journal(success, (1, "http_request", '{"url":"a"}'), "first ✓")
+    await journal(success, (2, "notify", '{"body":"x"}'), "a\x00b")  # NUL kept
+    await journal(success, (3, "read_webpage", json.dumps({"y": "z" * 5000})), "long")
     answer = {"answer": "Zoë's answer ✓ 🎉 \x00 and \ud800", "model": "m", "usage": {"total_tokens": 3}}
     await store.finish(success, "SUCCESS", answer)
     large = await started(token(1), "{}")  # a result listed as its preview
@@ -117,7 +122,7 @@ async def fill(store: Store) -> None:
     failure = await started(token(2), "[]")
     await store.finish(failure, "FAILURE", {"error": "It failed.", "type": "model_error"})
     retry = await started(token(1), '{"retry": true}')
-    await store.journal_tool_call(retry, (1, "notify", "{}"), "kept for the next attempt")
+    await journal(retry, (1, "notify", "{}"), "kept for the next attempt")
     await store.retry_later(retry, time.time() + 3600, {"error": "503", "type": "model_unavailable"})
     await started(token(2), '"running"')  # left STARTED
     orphan = await started(token(4), "{}")
@@ -126,10 +131,10 @@ async def fill(store: Store) -> None:
 
     # Deliveries: pending (as queued), delivered, failed, and one retrying.
     delivered, failed, retrying = [(await started(token(1), "{}")) for _ in range(3)]
-    for task_id in (delivered, failed, retrying):
-        await store.finish(task_id, "SUCCESS", {"answer": "ok", "model": "m"})
-    for task_id, status in ((delivered, "delivered"), (failed, "failed"), (retrying, "pending")):
-        (delivery,) = await store.list_deliveries(task_id)
+    for task in (delivered, failed, retrying):
+        await store.finish(task, "SUCCESS", {"answer": "ok", "model": "m"})
+    for task, status in ((delivered, "delivered"), (failed, "failed"), (retrying, "pending")):
+        (delivery,) = await store.list_deliveries(task.id)
         await store.record_delivery_attempt(
             delivery.id,
             status=status,
@@ -265,7 +270,7 @@ async def test_the_copy_carries_on_where_the_source_left_off(sqlite_db: Path, po
         passages = await store.search_chunks(full.id, ["zebra"], 10)
         assert passages is not None and {p.source_name for p in passages} == {"animals.md", "more.txt"}
 
-        claimed = await store.claim_batch(10)
+        claimed = await store.claim_batch(10, LEASE_S)
         assert [c.task.payload for c in claimed] == ['{"pending": 1}', "{}"]  # the paused agent's waits
     finally:
         await store.close()
@@ -292,18 +297,19 @@ async def test_a_destination_holding_data_is_refused_and_left_as_it_was(
     assert "already holds 1 agents" in refused(run_cli("db", "copy", "--to", other, HOOKD_DATABASE_URL=url))
 
 
-async def test_a_served_source_or_destination_is_refused(
-    sqlite_db: Path, postgres_url: str, tmp_path: Path
-) -> None:
+async def test_a_served_sqlite_file_is_refused(sqlite_db: Path, postgres_url: str, tmp_path: Path) -> None:
+    """Its one server would go on writing what the copy has read (a source), or hold copied runs
+    it never claimed (a destination). PostgreSQL's nodes are not refused: they take over the
+    copied runs once their leases expire."""
     async with SQLiteStore(str(sqlite_db)).serving():  # as `hookd serve` holds it
         message = refused(run_cli("db", "copy", "--db", str(sqlite_db), "--to", postgres_url))
     assert message.startswith(f"A hookd server is serving the source, {sqlite_db}; stop the server first")
-
-    served = open_store(postgres_url, "", "full")
-    async with served.serving():
-        message = refused(run_cli("db", "copy", "--db", str(sqlite_db), "--to", postgres_url))
-    assert "A hookd server is serving the destination, postgresql://" in message
     assert (await read_all(postgres_url))["rows"] == dict.fromkeys(TABLES, 0)
+
+    served = tmp_path / "served.db"
+    async with SQLiteStore(str(served)).serving():
+        message = refused(run_cli("db", "copy", "--to", str(served), HOOKD_DATABASE_URL=postgres_url))
+    assert message.startswith(f"A hookd server is serving the destination, {served}; stop the server first")
 
 
 async def test_a_failed_copy_leaves_the_destination_empty(sqlite_db: Path, postgres_url: str) -> None:
