@@ -1,4 +1,4 @@
-"""The `hookd` command: `serve`, and the admin API's operations on the database file."""
+"""The `hookd` command: `serve`, the admin API's operations on the database file, and `db copy`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from agents.signatures import SIGNATURE_TYPES, new_secret
 from agents.tokens import new_token, webhook_url
 from errors import HookdError, InvalidInput, NotFound, PayloadTooLarge
 from settings import Settings, SettingsError, add_setting_flags, load_settings, markdown_table
-from tasks.backends import open_store
+from tasks.backends import is_database_url, open_store, open_store_at
+from tasks.copy import Copied, copy_database
 from tasks.ids import is_uuid
 from tasks.store import STATUSES, Store
 
@@ -258,6 +259,48 @@ async def tasks_cancel(store: Store, settings: Settings, args: argparse.Namespac
     print(f"Task {task.id} cancelled. (A run of it in a running hookd stops within a second or two.)")
 
 
+def db_copy(settings: Settings, args: argparse.Namespace) -> None:
+    # Opening a SQLite file that is not there would create it, and copy an empty database.
+    if not settings.database_url and not Path(settings.db).expanduser().exists():
+        raise NotFound(f"{settings.db} does not exist: there is nothing to copy. Name the file with --db.")
+    source = open_store(settings.database_url, settings.db, settings.sync)
+    copied = asyncio.run(copy_database(source, open_store_at(args.to, settings.sync)))
+    print("\n".join(_copy_report(settings, copied, to_url=is_database_url(args.to))))
+
+
+def _copy_report(settings: Settings, copied: Copied, *, to_url: bool) -> list[str]:
+    """What was copied, and how to serve from the copy. Places as Store.where shows them: a
+    URL's password never."""
+    width = max(len(table) for table in copied.rows)
+    lines = [f"Copied {copied.source} into {copied.destination}, in one transaction:"]
+    lines += [f"  {table:<{width}}  {count:>12,}" for table, count in copied.rows.items()]
+    lines.append(
+        f"Every table holds as many rows as in the source (checked before the commit); {copied.source} is unchanged."
+    )
+    if not to_url:
+        lines += [
+            "Next, to serve from the SQLite file: stop hookd, unset HOOKD_DATABASE_URL, set",
+            f"  HOOKD_DB={copied.destination}",
+            "and start hookd again (hookd serve).",
+        ]
+        return lines
+    from server import admin_key_path  # only here: the CLI's other commands never need the server
+
+    if settings.admin_key:
+        admin_key = "  HOOKD_ADMIN_KEY: keep the one set now"
+    elif not settings.database_url and admin_key_path(settings).exists():
+        admin_key = f"  HOOKD_ADMIN_KEY=<the key in {admin_key_path(settings).resolve()}, to keep it>"
+    else:
+        admin_key = "  HOOKD_ADMIN_KEY=<a key of 16 characters or more>"
+    return [
+        *lines,
+        "Next, to serve from PostgreSQL: stop hookd, set",
+        f"  HOOKD_DATABASE_URL={copied.destination}  (with its password, or put that in PGPASSWORD)",
+        f"{admin_key}  (PostgreSQL requires it: there is no file to keep a generated one in)",
+        "and start hookd again (hookd serve).",
+    ]
+
+
 Command = Callable[[Store, Settings, argparse.Namespace], Awaitable[None]]
 
 
@@ -360,6 +403,26 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true")
     db_command(tasks, "show", tasks_show, "show a task with its payload and result").add_argument("task_id")
     db_command(tasks, "cancel", tasks_cancel, "cancel an unfinished task").add_argument("task_id")
+
+    database = commands.add_parser("db", help="move hookd's data to another database").add_subparsers(
+        dest="action", required=True
+    )
+    copying = database.add_parser(
+        "copy",
+        help="copy every agent, task, journal entry, delivery and source into an empty database",
+        description="Copy the configured database (HOOKD_DATABASE_URL, else --db / HOOKD_DB) into an"
+        " empty one, in one transaction, and check that every table holds as many rows in both."
+        " Stop the hookd servers of the source first: what they write during the copy would not be in"
+        " it (a server holding a SQLite file makes the copy refuse).",
+    )
+    copying.add_argument("--db", help="the SQLite database file to copy [env HOOKD_DB, default ./hookd.db]")
+    copying.add_argument(
+        "--to",
+        required=True,
+        metavar="URL_OR_FILE",
+        help="postgresql://user@host/database, or a SQLite file to copy a PostgreSQL database into."
+        " A password in the URL is visible to `ps` while the copy runs: PGPASSWORD or ~/.pgpass keep it out",
+    )
     return parser
 
 
@@ -387,6 +450,11 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"hookd: {exc}")
     elif args.command == "settings":
         print(markdown_table())
+    elif args.command == "db":
+        try:
+            db_copy(settings, args)
+        except HookdError as exc:
+            sys.exit(f"hookd: {exc}")
     else:
         try:
             asyncio.run(_run_on_store(args.run, settings, args))

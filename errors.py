@@ -63,3 +63,7 @@ class StorageUnavailable(HookdError):
     """The database cannot take writes (disk full, read-only file); nothing was stored."""
 
     status = 503
+
+
+class AlreadyServed(StorageUnavailable):
+    """Another hookd server holds the database (Store.serving): stop it first."""

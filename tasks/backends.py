@@ -29,3 +29,15 @@ def open_store(database_url: str, sqlite_path: str, sync: str) -> Store:
             "PostgreSQL needs the postgres extra: pip install 'hookd[postgres]' (for asyncpg)."
         ) from None
     return PostgresStore(database_url)
+
+
+def is_database_url(target: str) -> bool:
+    """Whether a place given on the command line is a database URL (scheme://…), not a file."""
+    return "://" in target
+
+
+def open_store_at(target: str, sync: str) -> Store:
+    """The store for a place given on the command line: a database URL, or a SQLite file's path."""
+    if is_database_url(target):
+        return open_store(target, "", sync)
+    return open_store("", target, sync)

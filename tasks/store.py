@@ -14,12 +14,13 @@ import secrets
 import socket
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from agents.agent import Agent, iso_time
 from agents.knowledge import Passage, PreparedSource, Source
+from tasks.dump import Batch
 from tasks.events import TaskEvent, TaskEvents
 from tasks.json_text import MAX_JSON_DEPTH, MAX_RESULT_DEPTH, json_text, loads_within
 
@@ -546,6 +547,26 @@ class Store(ABC):
         The terms are plain words, never query syntax. None, after one cheap lookup, when
         the agent has no sources: nothing was searched.
         """
+
+    # -- moving a database (tasks/copy.py; tasks/dump.py describes the rows) ------------
+
+    @abstractmethod
+    async def row_counts(self) -> dict[str, int]:
+        """How many rows each of hookd's tables (tasks/dump.py TABLES) holds, read at one instant."""
+
+    @abstractmethod
+    def dump(self) -> AsyncGenerator[Batch, None]:
+        """Every row of every table in TABLES, table by table in that order, as batches of rows by
+        column name, all read in one snapshot. A generator, so that a caller that stops early can
+        close it, and the snapshot with it, at once (contextlib.aclosing)."""
+
+    @abstractmethod
+    async def load(self, batches: AsyncIterable[Batch], expected: Mapping[str, int]) -> dict[str, int]:
+        """Insert another store's `dump` in one transaction, every row keeping its ids, times and
+        hashes, and the chunks indexed for search_chunks; the row counts the store then holds.
+
+        All or nothing: Conflict, before a batch is read, if the store already holds an agent or a
+        task, and Conflict unless the counts are then `expected` (the source's row_counts)."""
 
 
 def list_preview(result: dict[str, Any], result_json: str) -> str | None:

@@ -5,7 +5,8 @@ Every method is one statement or one transaction on a pooled connection, committ
 returns. Where SQLite's single writer makes a read-then-write atomic, this store makes it one
 statement (enqueue_once, finish, cancel) or takes a lock (claim_batch), because other nodes
 write at the same time. Its agents are in tasks/postgres/agents.py, deliveries in
-tasks/postgres/deliveries.py, sources and chunks in tasks/postgres/knowledge.py.
+tasks/postgres/deliveries.py, sources and chunks in tasks/postgres/knowledge.py, dump and load
+in tasks/postgres/dump.py.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tasks.json_text import json_text
 from tasks.postgres.agents import PostgresAgents
 from tasks.postgres.connection import CLAIM_LOCK_CLASS
 from tasks.postgres.deliveries import PostgresDeliveries, queue_deliveries, queue_delivery_cte
+from tasks.postgres.dump import PostgresDump
 from tasks.postgres.knowledge import PostgresKnowledge
 from tasks.postgres.schema import set_up
 from tasks.rows import (
@@ -197,7 +199,7 @@ SELECT {TASK_COLUMNS} FROM finished
 """
 
 
-class PostgresStore(PostgresAgents, PostgresDeliveries, PostgresKnowledge):
+class PostgresStore(PostgresAgents, PostgresDeliveries, PostgresKnowledge, PostgresDump):
     """The store (tasks/store.py) on PostgreSQL, from a postgresql:// URL."""
 
     # -- lifecycle ---------------------------------------------------------------------

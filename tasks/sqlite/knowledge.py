@@ -55,7 +55,7 @@ def match_query(terms: Sequence[str]) -> str:
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
-def _next_chunk_ids(conn: sqlite3.Connection, agent_id: str, count: int) -> int:
+def next_chunk_ids(conn: sqlite3.Connection, agent_id: str, count: int) -> int:
     """The first of `count` free chunk ids in the agent's range, giving it a range if need be."""
     conn.execute("INSERT OR IGNORE INTO knowledge_ranges (agent_id) VALUES (?)", (agent_id,))
     ((number,),) = conn.execute("SELECT id FROM knowledge_ranges WHERE agent_id = ?", (agent_id,))
@@ -87,7 +87,7 @@ class SQLiteKnowledge(Store):
                 row,
             ).fetchall()
             if created:  # the trigger indexes each chunk as it is inserted
-                start = _next_chunk_ids(conn, agent_id, len(source.chunks))
+                start = next_chunk_ids(conn, agent_id, len(source.chunks))
                 conn.executemany(
                     "INSERT INTO chunks (id, source_id, nth, body) VALUES (?, ?, ?, ?)",
                     [(start + nth, row[0], nth, body) for nth, body in enumerate(source.chunks)],

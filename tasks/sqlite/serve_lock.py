@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from errors import StorageUnavailable
+from errors import AlreadyServed, StorageUnavailable
 
 
 def lock_path(db: str) -> Path:
@@ -35,7 +35,7 @@ def serving(db: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise StorageUnavailable(
+            raise AlreadyServed(
                 f"Another hookd (pid {holder}) is already serving {db}. Two servers on one"
                 " database would run each other's tasks twice; stop the other one first."
             ) from None

@@ -36,6 +36,7 @@ from tasks.rows import (
 from tasks.sqlite import serve_lock
 from tasks.sqlite.agents import SQLiteAgents
 from tasks.sqlite.deliveries import SQLiteDeliveries, fill_callback_secrets, queue_deliveries
+from tasks.sqlite.dump import SQLiteDump
 from tasks.sqlite.knowledge import SQLiteKnowledge
 from tasks.sqlite.schema import set_up as set_up_schema
 from tasks.sqlite.writer import WriteOp, Writer
@@ -160,9 +161,10 @@ def _warn_if_shared(path: str) -> None:
         )
 
 
-class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge):
+class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge, SQLiteDump):
     """The store (tasks/store.py), its agents in tasks/sqlite/agents.py, deliveries in
-    tasks/sqlite/deliveries.py, sources and chunks in tasks/sqlite/knowledge.py."""
+    tasks/sqlite/deliveries.py, sources and chunks in tasks/sqlite/knowledge.py, dump and load
+    in tasks/sqlite/dump.py."""
 
     def __init__(self, path: str, *, sync: str = "full") -> None:
         super().__init__()
