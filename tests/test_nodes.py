@@ -203,12 +203,12 @@ async def send_round(
 
 
 async def test_webhooks_to_every_node_survive_a_kill_9_in_each_of_three_rounds(
-    nodes: HookdProcesses, http: aiohttp.ClientSession, fake_llm: FakeLLM, postgres_url: str, tmp_path: Path
+    nodes: HookdProcesses, http: aiohttp.ClientSession, postgres_url: str, tmp_path: Path, aiohttp_server: Any
 ) -> None:
     """2,000 webhooks per round, sent round-robin to three nodes; one node is killed -9 in the
     middle of each round and started again after it. Every acknowledged task ends SUCCESS or
-    FAILURE exactly once, within a lease and a claim of the end of the round; each tool call
-    the journal holds was made once."""
+    FAILURE, with one result; each tool call the journal holds was made once. (How long a
+    takeover takes is measured by bench/, `takeover`.)"""
     seed = random.randrange(1 << 32)
     print(f"seed {seed}")
     rng = random.Random(seed)
@@ -220,68 +220,55 @@ async def test_webhooks_to_every_node_survive_a_kill_9_in_each_of_three_rounds(
 
     receiver = web.Application()
     receiver.router.add_get("/note", receive)
-    runner = web.AppRunner(receiver)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    receiver_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/note"  # type: ignore[union-attr]
+    receiver_url = str((await aiohttp_server(receiver, host="127.0.0.1")).make_url("/note"))
+    live = [await start(nodes, workers=16) for _ in range(3)]
+    api = Api(http, live[0])
+    plain = await api.create_agent(llm={"model": "sleep=0.05"}, max_attempts=3)
+    tooled = await api.create_agent(llm={"model": "tool=http_request"}, tools=[LOOPBACK_HTTP], max_attempts=3)
+    acked: dict[str, str] = {}
+    for round_number in range(3):
+        kill_after = rng.randrange(400, 1600)
+        victim = rng.randrange(3)
+        await send_round(http, live, (plain, tooled), round_number, kill_after, victim, acked, receiver_url)
+        # The killed node comes back (a restart); its runs have been taken over meanwhile.
+        live[victim] = await start(nodes, workers=16)
+    finals = await Api(http, live[0]).wait_all(list(acked), timeout_s=120.0)
+    assert {body["status"] for body in finals.values()} <= {"SUCCESS", "FAILURE"}
+    rows = await task_rows(postgres_url)
+    assert set(acked) <= set(rows)
+    problems = []
+    for task_id, question in acked.items():
+        row = rows[task_id]
+        result = json.loads(row["result"])
+        if row["status"] == "FAILURE" and result["type"] != "interrupted":
+            problems.append((task_id, result))
+        with_tool = int(question.split("-")[1]) % 4 == 0  # as send_round chose
+        expected = "Tool said: HTTP 200 OK" if with_tool else f"You said: {question}"
+        if row["status"] == "SUCCESS" and not result["answer"].startswith(expected):
+            problems.append((task_id, result["answer"][:80]))
+    assert problems == []
+    conn = await asyncpg.connect(postgres_url)
     try:
-        live = [await start(nodes, workers=16) for _ in range(3)]
-        api = Api(http, live[0])
-        plain = await api.create_agent(llm={"model": "sleep=0.05"}, max_attempts=3)
-        tooled = await api.create_agent(
-            llm={"model": "tool=http_request"}, tools=[LOOPBACK_HTTP], max_attempts=3
-        )
-        acked: dict[str, str] = {}
-        for round_number in range(3):
-            kill_after = rng.randrange(400, 1600)
-            victim = rng.randrange(3)
-            await send_round(
-                http, live, (plain, tooled), round_number, kill_after, victim, acked, receiver_url
-            )
-            # The killed node comes back (a restart); its runs have been taken over meanwhile.
-            live[victim] = await start(nodes, workers=16)
-        ended_at = time.monotonic()
-        finals = await Api(http, live[0]).wait_all(list(acked), timeout_s=120.0)
-        assert time.monotonic() - ended_at < 120.0
-        assert {body["status"] for body in finals.values()} <= {"SUCCESS", "FAILURE"}
-        rows = await task_rows(postgres_url)
-        assert set(acked) <= set(rows)
-        problems = []
-        for task_id, question in acked.items():
-            row = rows[task_id]
-            result = json.loads(row["result"])
-            if row["status"] == "FAILURE" and result["type"] != "interrupted":
-                problems.append((task_id, result))
-            tooled = int(question.split("-")[1]) % 4 == 0
-            expected = "Tool said: HTTP 200 OK" if tooled else f"You said: {question}"
-            if row["status"] == "SUCCESS" and not result["answer"].startswith(expected):
-                problems.append((task_id, result["answer"][:80]))
-        assert problems == []
-        conn = await asyncpg.connect(postgres_url)
-        try:
-            journalled = await conn.fetch("SELECT arguments, created_at FROM tool_calls")
-        finally:
-            await conn.close()
-        # A call the killed node made but had not journalled yet is made again (at least
-        # once); a call made after its journal entry was committed would be a replay missed.
-        assert journalled
-        twice = []
-        for row in journalled:
-            question = json.loads(row["arguments"])["url"].split("q=")[1]
-            if any(at > row["created_at"] for at in calls[question]):
-                twice.append(question)
-        assert twice == []  # a journalled call was made once, whatever the kills
-        assert sum(1 for r in rows.values() if r["status"] not in FINAL) == 0
-        # Each kill left runs behind that another node took over.
-        logs = "".join(path.read_text(errors="replace") for path in tmp_path.glob("hookd-*.log"))  # noqa: ASYNC240
-        assert logs.count("took over tasks of a hookd that stopped") >= 3
+        journalled = await conn.fetch("SELECT arguments, created_at FROM tool_calls")
     finally:
-        await runner.cleanup()
+        await conn.close()
+    # A call the killed node made but had not journalled yet is made again (at least
+    # once); a call made after its journal entry was committed would be a replay missed.
+    assert journalled
+    twice = []
+    for row in journalled:
+        question = json.loads(row["arguments"])["url"].split("q=")[1]
+        if any(at > row["created_at"] for at in calls[question]):
+            twice.append(question)
+    assert twice == []  # a journalled call was made once, whatever the kills
+    assert sum(1 for r in rows.values() if r["status"] not in FINAL) == 0
+    # Each kill left runs behind that another node took over.
+    logs = "".join(path.read_text(errors="replace") for path in tmp_path.glob("hookd-*.log"))  # noqa: ASYNC240
+    assert logs.count("took over tasks of a hookd that stopped") >= 3
 
 
 async def test_a_callback_the_dying_node_was_sending_is_delivered_by_another(
-    nodes: HookdProcesses, http: aiohttp.ClientSession
+    nodes: HookdProcesses, http: aiohttp.ClientSession, aiohttp_server: Any
 ) -> None:
     """One node at a time sends callbacks. The receiver holds the first attempt unanswered; the
     sending node is killed -9 meanwhile; the other node takes over the sending and delivers it
@@ -298,15 +285,11 @@ async def test_a_callback_the_dying_node_was_sending_is_delivered_by_another(
 
     receiver = web.Application()
     receiver.router.add_post("/hook", receive)
-    runner = web.AppRunner(receiver)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    hook_url = str((await aiohttp_server(receiver, host="127.0.0.1")).make_url("/hook"))
     try:
         one = await start(nodes, callback_allow_private="true")
         two = await start(nodes, callback_allow_private="true")
-        agent = await Api(http, one).create_agent(callback_url=f"http://127.0.0.1:{port}/hook")
+        agent = await Api(http, one).create_agent(callback_url=hook_url)
         task_id = await send(http, webhook(two, agent), {"question": "Call me back"})
         await asyncio.wait_for(first_arrived.wait(), 15)
         sender, other = (one, two) if "now sends the callbacks" in one.log() else (two, one)
@@ -319,5 +302,4 @@ async def test_a_callback_the_dying_node_was_sending_is_delivered_by_another(
             (delivery,) = (await response.json())["deliveries"]
         assert (delivery["id"], delivery["status"]) == (received[0], "delivered")
     finally:
-        released.set()
-        await runner.cleanup()
+        released.set()  # so that the receiver's server stops at once

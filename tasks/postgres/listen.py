@@ -30,7 +30,7 @@ log = logging.getLogger("hookd.store")
 CHANNEL = "hookd_tasks"
 RECONNECT_S = 1.0
 MAX_RECONNECT_S = 10.0
-NO_NODE = "-"  # a change made outside any hookd node (the CLI, psql)
+ABSENT = "-"  # the trigger's NULL: no agent (deleted), or a change made outside any node (the CLI, psql)
 
 
 def parse_notification(payload: str) -> tuple[str, TaskEvent] | None:
@@ -39,7 +39,7 @@ def parse_notification(payload: str) -> tuple[str, TaskEvent] | None:
     if len(parts) != 5 or not parts[1].isdigit():
         return None
     status, attempts, task_id, agent_id, node = parts
-    event = TaskEvent(task_id, None if agent_id == NO_NODE else agent_id, status, int(attempts), local=False)
+    event = TaskEvent(task_id, None if agent_id == ABSENT else agent_id, status, int(attempts), local=False)
     return node, event
 
 

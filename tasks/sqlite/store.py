@@ -169,6 +169,9 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge, SQLiteDump):
     def __init__(self, path: str, *, sync: str = "full") -> None:
         super().__init__()
         self._serving = False
+        # Set once a serving store has taken over what earlier servers left: no other owner can
+        # start a task while it holds the file, so later looks would find nothing.
+        self._taken_over = False
         self._outside_watch: asyncio.Task[None] | None = None
         self.path = str(Path(path).expanduser())
         self.sync = sync
@@ -553,7 +556,11 @@ class SQLiteStore(SQLiteAgents, SQLiteDeliveries, SQLiteKnowledge, SQLiteDump):
 
     async def _take_over_expired(self) -> Recovery:
         # This server holds the file (serving): a task STARTED by another owner is a dead
-        # server's, whatever its lease says. Every lease a live one holds is this server's.
+        # server's, whatever its lease says. Every lease a live one holds is this server's, so
+        # once that is done (at start-up) there is nothing more to look for: no write each second.
+        if self._taken_over:
+            return Recovery([])
+        self._taken_over = self._serving
         now = time.time()
         params = (json_text(interrupted_result()), now, self.node_id)
 
